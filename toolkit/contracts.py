@@ -1,0 +1,114 @@
+"""The contracts between stages (see design.md): column names, dtypes and reason codes.
+
+Each stage takes the previous stage's frame and returns its own; these constants are the only
+thing stages share about each other. ``conform(frame, SCHEMA)`` orders and types a frame.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import pandas as pd
+
+__all__ = [
+    "NORMALIZED",
+    "EVENTS",
+    "QUARANTINE",
+    "Reason",
+    "SkipRule",
+    "empty",
+    "conform",
+    "CLIENT_NAME",
+    "CAMPAIGN_ACTIVATED",
+]
+
+CLIENT_NAME = "datafly-optimizely-toolkit"
+CAMPAIGN_ACTIVATED = "campaign_activated"
+
+# Normalized event: one row per source event (output of toolkit.exports).
+NORMALIZED: dict[str, str] = {
+    "event_id": "string",  # messageId / event_id (may be null: mapping derives a stable id)
+    "type": "string",  # track | page | identify | group | screen
+    "event": "string",  # track event name (page name for page events)
+    "user_id": "string",
+    "anonymous_id": "string",
+    "timestamp": "Int64",  # UTC epoch milliseconds
+    "properties": "string",  # JSON text of the properties object ("{}" when absent)
+    "revenue_raw": "string",  # the raw money value as written (by the revenue precedence), text
+    "revenue_source": "string",  # which property it came from: revenue | total | value
+    "currency": "string",
+    "value_raw": "string",
+    "quantity": "Int64",
+    "source_row": "Int64",  # 1-based line (JSONL) / data row (CSV, Parquet) in the export
+}
+
+# Optimizely event: one row per event to send (output of toolkit.mapping, JSONL by `toolkit map`).
+EVENTS: dict[str, str] = {
+    "kind": "string",  # conversion | impression
+    "uuid": "string",
+    "visitor_id": "string",
+    "timestamp": "Int64",  # ms
+    "key": "string",  # event key, or "campaign_activated"
+    "entity_id": "string",  # datafile event id / campaign (layer) id; null if key not in datafile
+    "revenue": "Int64",  # minor units
+    "value": "Float64",
+    "tags": "string",  # JSON text of the tags object ("{}" when none); an object in JSONL
+    "campaign_id": "string",
+    "experiment_id": "string",
+    "variation_id": "string",
+    "flag_key": "string",
+    "rule_key": "string",
+    "rule_type": "string",
+    "variation_key": "string",
+    "enabled": "boolean",
+    "synthesized": "boolean",  # impression made by offline bucketing, not seen in the export
+    "source_event_id": "string",
+    "source_row": "Int64",
+}
+
+# Quarantine: one row per rejected source event.
+QUARANTINE: dict[str, str] = {
+    "source_event_id": "string",
+    "source_row": "Int64",
+    "reason": "string",  # a Reason value
+    "detail": "string",
+}
+
+
+class Reason(StrEnum):
+    """Stable codes for quarantined rows. Add, never rename: reports and suites key on them."""
+
+    MALFORMED_ROW = "malformed_row"  # a line that is not a JSON object / a CSV row that does not parse
+    MISSING_EVENT_NAME = "missing_event_name"
+    MISSING_VISITOR_ID = "missing_visitor_id"
+    UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"
+    INVALID_REVENUE = "invalid_revenue"
+    UNKNOWN_CURRENCY = "unknown_currency"
+    INVALID_VALUE = "invalid_value"
+    KEY_NOT_IN_DATAFILE = "key_not_in_datafile"
+    UNKNOWN_EXPERIMENT = "unknown_experiment"
+    UNKNOWN_VARIATION = "unknown_variation"
+    EVENT_TOO_LARGE = "event_too_large"  # one event alone over the body cap
+
+
+class SkipRule(StrEnum):
+    """Why a row was skipped on purpose (not an error): counted apart from the quarantine."""
+
+    NOT_TRACK = "not_a_track_event"  # page, identify, group, screen
+    BLUEPRINT_IGNORE = "ignored_by_blueprint"
+
+
+def empty(schema: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema.items()})
+
+
+def conform(frame: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
+    """Columns in contract order with contract dtypes; missing columns are added as nulls."""
+    out = {}
+    n = len(frame)
+    for col, dtype in schema.items():
+        if col in frame.columns:
+            out[col] = frame[col].astype(dtype) if str(frame[col].dtype) != dtype else frame[col]
+        else:
+            out[col] = pd.Series([None] * n, dtype=dtype, index=frame.index)
+    return pd.DataFrame(out, index=frame.index)
