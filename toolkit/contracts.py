@@ -20,6 +20,7 @@ __all__ = [
     "conform",
     "CLIENT_NAME",
     "CAMPAIGN_ACTIVATED",
+    "Body",
 ]
 
 CLIENT_NAME = "datafly-optimizely-toolkit"
@@ -112,3 +113,32 @@ def conform(frame: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
         else:
             out[col] = pd.Series([None] * n, dtype=dtype, index=frame.index)
     return pd.DataFrame(out, index=frame.index)
+
+
+# A request body for the Event API (output of toolkit.payload, input of toolkit.delivery).
+from dataclasses import dataclass  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Body:
+    """One Event API request body, built deterministically from the same events.
+
+    ``batch_id`` is stable for the same events (a hash of the body), so a resumed run rebuilds the
+    same bodies; ``events`` are the EVENTS rows it carries, in body order.
+    """
+
+    batch_id: str
+    data: bytes
+    events: pd.DataFrame
+    n_visitors: int
+
+    @property
+    def n_events(self) -> int:
+        return len(self.events)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        return f"Body({self.batch_id}, {self.n_events} events, {self.n_visitors} visitors, {self.size} bytes)"
