@@ -1,0 +1,392 @@
+"""The delivery ledger: one SQLite file per replay run, written as delivery goes.
+
+Tables (``read_ledger`` returns each as a DataFrame with the dtypes in the schemas below):
+
+- ``run`` (key, value): run_id, started_at, account_id, project_id, revision, endpoint (masked),
+  datafile_source (masked), toolkit_version, strict, dry_run, plus resumed_at / resumes when a run
+  was resumed.
+- ``events``: one row per Optimizely event (``uuid`` primary key) with the batch that carries it and
+  its delivery status ``pending | delivered | rejected | failed``.
+- ``batches``: one row per request body (``batch_id`` primary key, stable for the same events),
+  status ``pending | in_flight | delivered | rejected | failed``.
+- ``requests``: one row per HTTP attempt (bytes, HTTP status or null for a network error, latency).
+
+Crash safety: a body's batch row is committed as ``in_flight`` together with its event rows before
+the body is sent; after the response the batch and its events are updated in one transaction. A
+resumed run skips finished batches (delivered, or rejected: terminal) and resends all others, so
+the only bodies sent twice are those in flight at the kill. No secrets are stored: callers pass
+masked URLs, and the ledger masks datafile keys again with :func:`toolkit.secrets.mask_url`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import uuid as _uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .contracts import Body
+from .errors import LedgerError
+from .secrets import mask_url
+
+__all__ = [
+    "Ledger",
+    "LedgerFrames",
+    "BatchResult",
+    "RequestRecord",
+    "read_ledger",
+    "LEDGER_EVENTS",
+    "LEDGER_BATCHES",
+    "LEDGER_REQUESTS",
+    "FINISHED",
+]
+
+log = logging.getLogger(__name__)
+
+# Column -> pandas dtype of each table as read_ledger returns it.
+LEDGER_EVENTS: dict[str, str] = {
+    "uuid": "string",
+    "kind": "string",  # conversion | impression
+    "key": "string",
+    "entity_id": "string",
+    "visitor_id": "string",
+    "timestamp": "Int64",  # event time, epoch ms
+    "revenue": "Int64",  # minor units
+    "value": "Float64",
+    "campaign_id": "string",
+    "experiment_id": "string",
+    "variation_id": "string",
+    "synthesized": "boolean",
+    "source_event_id": "string",
+    "batch_id": "string",
+    "status": "string",  # pending | delivered | rejected | failed
+    "attempts": "Int64",
+    "last_status": "Int64",  # last HTTP status (null: network error or never sent)
+    "last_error": "string",
+}
+LEDGER_BATCHES: dict[str, str] = {
+    "batch_id": "string",
+    "n_events": "Int64",
+    "bytes": "Int64",
+    "status": "string",  # pending | in_flight | delivered | rejected | failed
+    "attempts": "Int64",
+    "last_status": "Int64",
+    "last_error": "string",
+}
+LEDGER_REQUESTS: dict[str, str] = {
+    "id": "Int64",
+    "batch_id": "string",
+    "attempt": "Int64",  # 1-based within one run of deliver()
+    "started_at": "datetime64[ms, UTC]",
+    "latency_ms": "Float64",
+    "bytes": "Int64",
+    "status": "Int64",  # HTTP status, null for a network error / timeout
+    "error": "string",
+}
+FINISHED = ("delivered", "rejected")  # batch statuses a resumed run does not send again
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS events (
+    uuid TEXT PRIMARY KEY, kind TEXT, key TEXT, entity_id TEXT, visitor_id TEXT, timestamp INTEGER,
+    revenue INTEGER, value REAL, campaign_id TEXT, experiment_id TEXT, variation_id TEXT,
+    synthesized INTEGER, source_event_id TEXT, batch_id TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER, last_error TEXT);
+CREATE INDEX IF NOT EXISTS events_batch ON events(batch_id);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY, n_events INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_status INTEGER, last_error TEXT);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    started_at TEXT NOT NULL, latency_ms REAL, bytes INTEGER NOT NULL, status INTEGER, error TEXT);
+"""
+_EVENT_COLS = [c for c in LEDGER_EVENTS if c not in ("batch_id", "status", "attempts", "last_status", "last_error")]
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One HTTP attempt."""
+
+    batch_id: str
+    attempt: int
+    started_at: datetime
+    latency_ms: float
+    bytes: int
+    status: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The outcome of one body: its final status and every attempt made for it."""
+
+    batch_id: str
+    status: str  # delivered | rejected | failed
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    requests: tuple[RequestRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class LedgerFrames:
+    """A ledger read into pandas: ``run`` info and one frame per table."""
+
+    run: dict[str, str]
+    events: pd.DataFrame
+    batches: pd.DataFrame
+    requests: pd.DataFrame
+
+    def summary(self) -> dict[str, Any]:
+        return _summary(
+            self.events["status"].value_counts().to_dict(),
+            self.batches["status"].value_counts().to_dict(),
+            len(self.requests),
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="milliseconds")
+
+
+def _summary(events: Mapping[str, int], batches: Mapping[str, int], requests: int) -> dict[str, Any]:
+    ev = {s: int(events.get(s, 0)) for s in ("pending", "delivered", "rejected", "failed")}
+    ba = {s: int(batches.get(s, 0)) for s in ("pending", "in_flight", "delivered", "rejected", "failed")}
+    return {"events": sum(ev.values()), **ev, "batches": sum(ba.values()),
+            "batches_by_status": ba, "requests": int(requests)}
+
+
+def _plain(value: Any) -> Any:
+    """A pandas / numpy scalar as a plain Python value (NA -> None)."""
+    if value is None or value is pd.NA:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value.item() if hasattr(value, "item") else value
+
+
+def _event_rows(body: Body) -> list[tuple]:
+    frame = body.events
+    n = len(frame)
+    cols = []
+    for c in _EVENT_COLS:
+        if c in frame.columns:
+            cols.append([_plain(v) for v in frame[c].tolist()])
+        else:
+            cols.append([None] * n)
+    syn = _EVENT_COLS.index("synthesized")
+    cols[syn] = [None if v is None else int(bool(v)) for v in cols[syn]]
+    return [(*row, body.batch_id) for row in zip(*cols, strict=True)]
+
+
+class Ledger:
+    """A delivery ledger file. Open with :meth:`create` (a new run) or :meth:`open` (resume).
+
+    Not shared between threads: the delivery worker writes it from its coordinating thread.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+
+    # ---- opening ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, run: Mapping[str, Any] | None = None) -> Ledger:
+        """Create a new ledger file; an existing file is an error (use :meth:`open` to resume)."""
+        p = Path(path)
+        if p.exists():
+            raise LedgerError(f"ledger {p}: already exists; resume it (--resume) or choose another --ledger path")
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(f"ledger {p}: cannot create its folder ({exc.strerror}); "
+                              "choose a writable --ledger path") from None
+        ledger = cls(p, cls._connect(p, create=True))
+        info = {"run_id": _uuid.uuid4().hex, "started_at": _iso(_now())}
+        info.update({k: v for k, v in (run or {}).items() if v is not None})
+        ledger.set_run(info)
+        return ledger
+
+    @classmethod
+    def open(cls, path: str | Path) -> Ledger:
+        """Open an existing ledger to resume its run."""
+        p = Path(path)
+        if not p.is_file():
+            raise LedgerError(f"ledger {p}: not found; --resume needs the ledger of an earlier run "
+                              "(drop --resume to start a new one)")
+        ledger = cls(p, cls._connect(p, create=False))
+        if "run_id" not in ledger.run_info():
+            ledger.close()
+            raise LedgerError(f"ledger {p}: holds no run info; it is not a delivery ledger")
+        return ledger
+
+    @staticmethod
+    def _connect(p: Path, *, create: bool) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if create:
+                conn.executescript(_SCHEMA)
+            else:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                missing = {"run", "events", "batches", "requests"} - tables
+                if missing:
+                    conn.close()
+                    raise LedgerError(f"ledger {p}: not a delivery ledger (no table {', '.join(sorted(missing))})")
+        except sqlite3.DatabaseError as exc:
+            verb = "create" if create else "open"
+            raise LedgerError(f"ledger {p}: cannot {verb} it ({exc}); choose a writable --ledger path "
+                              "with free space") from None
+        return conn
+
+    # ---- writing ---------------------------------------------------------------------------
+    def _write(self, what: str, fn) -> None:
+        """Run ``fn(conn)`` in one transaction; a failure rolls back and raises LedgerError."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            fn(conn)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise LedgerError(f"ledger {self.path}: cannot record {what} ({exc}); the ledger is unchanged by "
+                              "this step: free space or fix permissions, then run again with --resume") from None
+
+    def set_run(self, info: Mapping[str, Any]) -> None:
+        rows = []
+        for k, v in info.items():
+            text = str(v).lower() if isinstance(v, bool) else str(v)
+            if k in ("endpoint", "datafile_source"):
+                text = mask_url(text)
+            rows.append((k, text))
+        self._write("run info", lambda c: c.executemany(
+            "INSERT INTO run(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", rows))
+
+    def begin(self, bodies: Sequence[Body], *, status: str = "in_flight") -> None:
+        """Record bodies (and their events) as about to be sent, in one transaction.
+
+        ``status`` is ``in_flight`` for a real send and ``pending`` for a dry run. Events already in
+        the ledger (a resumed run) keep their row but follow the batch that carries them now.
+        """
+        if not bodies:
+            return
+        if status not in ("in_flight", "pending"):
+            raise ValueError(f"begin() status must be in_flight or pending, not {status!r}")
+        batch_rows = [(b.batch_id, b.n_events, b.size, status) for b in bodies]
+        event_rows = [row for b in bodies for row in _event_rows(b)]
+        placeholders = ", ".join("?" * (len(_EVENT_COLS) + 1))
+
+        def fn(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "INSERT INTO batches(batch_id, n_events, bytes, status) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(batch_id) DO UPDATE SET status=excluded.status", batch_rows)
+            c.executemany(
+                f"INSERT INTO events({', '.join(_EVENT_COLS)}, batch_id) VALUES ({placeholders}) "
+                "ON CONFLICT(uuid) DO UPDATE SET batch_id=excluded.batch_id", event_rows)
+
+        self._write(f"{len(bodies)} batch(es) as {status}", fn)
+
+    def finish(self, results: Iterable[BatchResult]) -> None:
+        """Record the outcome of bodies: batch, events and requests in one transaction."""
+        results = list(results)
+        if not results:
+            return
+        batch_rows = [(r.status, r.attempts, r.last_status, r.last_error, r.batch_id) for r in results]
+        req_rows = [(q.batch_id, q.attempt, _iso(q.started_at), q.latency_ms, q.bytes, q.status, q.error)
+                    for r in results for q in r.requests]
+
+        def fn(c: sqlite3.Connection) -> None:
+            c.executemany("UPDATE batches SET status=?, attempts=attempts+?, last_status=?, last_error=? "
+                          "WHERE batch_id=?", batch_rows)
+            c.executemany("UPDATE events SET status=?, attempts=attempts+?, last_status=?, last_error=? "
+                          "WHERE batch_id=?", batch_rows)
+            c.executemany("INSERT INTO requests(batch_id, attempt, started_at, latency_ms, bytes, status, error) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)", req_rows)
+
+        self._write(f"the outcome of {len(results)} batch(es)", fn)
+
+    # ---- reading ---------------------------------------------------------------------------
+    def run_info(self) -> dict[str, str]:
+        return dict(self._conn.execute("SELECT key, value FROM run").fetchall())
+
+    def batch_ids(self, statuses: Iterable[str] = FINISHED) -> set[str]:
+        statuses = tuple(statuses)
+        q = f"SELECT batch_id FROM batches WHERE status IN ({', '.join('?' * len(statuses))})"
+        return {r[0] for r in self._conn.execute(q, statuses)}
+
+    def summary(self) -> dict[str, Any]:
+        """Counts: events by status, batches by status, requests."""
+        ev = dict(self._conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status").fetchall())
+        ba = dict(self._conn.execute("SELECT status, COUNT(*) FROM batches GROUP BY status").fetchall())
+        (n_req,) = self._conn.execute("SELECT COUNT(*) FROM requests").fetchone()
+        return _summary(ev, ba, n_req)
+
+    def integrity_check(self) -> str:
+        return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
+
+def _typed(frame: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
+    out = {}
+    for col, dtype in schema.items():
+        s = frame[col]
+        if dtype.startswith("datetime"):
+            out[col] = pd.to_datetime(s, utc=True, format="ISO8601").astype(dtype)
+        elif dtype == "boolean":
+            out[col] = s.astype("Int64").astype("boolean")
+        else:
+            out[col] = s.astype(dtype)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def read_ledger(path: str | Path) -> LedgerFrames:
+    """Read a ledger into pandas in one call (read-only; safe while a run is writing it)."""
+    p = Path(path)
+    if not p.is_file():
+        raise LedgerError(f"ledger {p}: not found; pass the --ledger path of a replay run")
+    try:
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"ledger {p}: cannot open it ({exc})") from None
+    try:
+        run = dict(conn.execute("SELECT key, value FROM run").fetchall())
+        frames = {}
+        for table, schema in (("events", LEDGER_EVENTS), ("batches", LEDGER_BATCHES), ("requests", LEDGER_REQUESTS)):
+            order = "id" if table == "requests" else "rowid"
+            raw = pd.read_sql_query(f"SELECT {', '.join(schema)} FROM {table} ORDER BY {order}", conn)
+            frames[table] = _typed(raw, schema)
+    except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+        raise LedgerError(f"ledger {p}: not a readable delivery ledger ({exc})") from None
+    finally:
+        conn.close()
+    return LedgerFrames(run=run, **frames)
+
