@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m pytest -q -m bench tests/benchmarks -p no:randomly -s
+	$(PY) -m pytest -q -m bench tests/benchmarks --bench-out reports/bench -p no:cacheprovider
 
 soak: $(STAMP)
 	$(PY) -m pytest -q -m soak

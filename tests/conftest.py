@@ -27,3 +27,35 @@ def fixture_datafile_path() -> Path:
 @pytest.fixture
 def fixture_install_path() -> Path:
     return FIXTURES / "install.json"
+
+
+# ---------------------------------------------------------------------------------- benchmarks
+def pytest_addoption(parser):
+    parser.addoption("--bench-out", default=None, help="folder for the benchmark table (make bench)")
+    parser.addoption("--bench-scale", default="full", choices=["tiny", "full"],
+                     help="benchmark sizes: full (make bench) or tiny (inside make test)")
+
+
+_COLLECTOR = None
+
+
+@pytest.fixture(scope="session")
+def bench():
+    """Collects benchmark rows; `make bench` prints them and writes reports/bench/<ts>.json."""
+    global _COLLECTOR
+    from tests.benchmarks.harness import BenchCollector
+
+    if _COLLECTOR is None:
+        _COLLECTOR = BenchCollector()
+    return _COLLECTOR
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _COLLECTOR is None or not _COLLECTOR.rows:
+        return
+    terminalreporter.write_sep("=", "benchmarks")
+    terminalreporter.write_line(_COLLECTOR.table())
+    out = config.getoption("--bench-out")
+    if out:
+        path = _COLLECTOR.write(Path(out))
+        terminalreporter.write_line(f"written to {path}")

@@ -1,0 +1,98 @@
+"""Benchmark harness: repeat, take the median and the spread, and collect rows for the run's table.
+
+A row compares the toolkit's figure with an anchor measured in the same run on the same machine
+(the optimizely-sdk path, the physical limit, or a fixed target). ``make bench`` writes the rows
+to ``reports/bench/<timestamp>.json`` and prints them as a table.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Measurement:
+    seconds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median: how noisy the repeats were."""
+        return (max(self.seconds) - min(self.seconds)) / self.median if self.median else 0.0
+
+
+def measure(fn: Callable[[], Any], *, repeat: int = 3, warmup: int = 0) -> Measurement:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return Measurement(times)
+
+
+@dataclass
+class BenchRow:
+    name: str
+    toolkit: float
+    anchor: float | None
+    unit: str  # e.g. "events/s", "s", "MB"
+    anchor_name: str
+    target: str  # e.g. ">= 10x", "< 15 s"
+    met: bool
+    ratio: float | None = None
+    spread: float | None = None
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BenchCollector:
+    def __init__(self) -> None:
+        self.rows: list[BenchRow] = []
+
+    def add(self, row: BenchRow) -> BenchRow:
+        if row.ratio is None and row.anchor:
+            row.ratio = row.toolkit / row.anchor if row.unit.endswith("/s") else row.anchor / row.toolkit
+        self.rows.append(row)
+        return row
+
+    def table(self) -> str:
+        head = f"{'row':<44} {'toolkit':>14} {'anchor':>14} {'ratio':>8} {'spread':>7}  target      met"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            anchor = f"{r.anchor:,.1f}" if r.anchor is not None else "-"
+            ratio = f"{r.ratio:.1f}x" if r.ratio is not None else "-"
+            spread = f"{r.spread:.0%}" if r.spread is not None else "-"
+            lines.append(f"{r.name:<44} {r.toolkit:>12,.1f} {r.unit[:2]:<1} {anchor:>14} {ratio:>8} {spread:>7}  "
+                         f"{r.target:<11} {'yes' if r.met else 'NO'}")
+            if r.anchor_name:
+                lines.append(f"{'':<4}anchor: {r.anchor_name}; unit {r.unit}{'; ' + r.notes if r.notes else ''}")
+        return "\n".join(lines)
+
+    def write(self, out_dir: Path) -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = out_dir / f"{stamp}.json"
+        payload = {
+            "timestamp": stamp,
+            "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                        "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+            "rows": [asdict(r) for r in self.rows],
+        }
+        path.write_text(json.dumps(payload, indent=2))
+        return path
