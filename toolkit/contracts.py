@@ -90,6 +90,7 @@ class Reason(StrEnum):
     UNKNOWN_EXPERIMENT = "unknown_experiment"
     UNKNOWN_VARIATION = "unknown_variation"
     EVENT_TOO_LARGE = "event_too_large"  # one event alone over the body cap
+    TRUNCATED_FILE = "truncated_file"  # compressed export ends early: one row stands for the lost tail
 
 
 class SkipRule(StrEnum):
