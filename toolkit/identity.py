@@ -1,0 +1,185 @@
+"""Ids: which export id becomes Optimizely's ``visitor_id``, and each event's stable uuid.
+
+Policies:
+
+- ``user_or_anonymous`` (default): the user id when the event has one, else the anonymous id.
+- ``anonymous``: the anonymous id (the ``_dfid`` cookie) only.
+- ``user``: the user id only (anonymous-only events have no visitor id).
+- ``stitched``: one visitor id per person. Every row carrying both ids (``identify`` events, and
+  events sent after login) links its anonymous id to its user id; an event with only an anonymous
+  id takes the linked user id. If one anonymous id was linked to several user ids (a shared
+  device), the link seen first (earliest timestamp, then the smaller user id) wins.
+
+An event left without an id is quarantined as ``missing_visitor_id`` by the mapper.
+
+Stitching needs to see the links before mapping: :class:`IdentityGraph` collects them chunk by
+chunk (a first pass over the export), then :meth:`IdentityGraph.resolver` gives the
+:class:`Identity` the mapper uses for every chunk. The graph also counts the people with more
+than one anonymous id (the "visitor count higher than expected" diagnosis).
+
+Event uuids (Optimizely dedupes on entity_id + uuid + timestamp, so a replay must reuse them):
+the source id when it is a canonical UUID (8-4-4-4-12 hex, written lower-case), else a UUIDv5 of
+the source id in the toolkit's fixed namespace. A row with no source id gets a UUIDv5 of its
+canonical content (type, event, user id, anonymous id, timestamp, properties JSON, joined by a
+unit separator; the row number is left out so re-cutting the export keeps the uuids): two rows
+identical in all of these are the same event and Optimizely stores it once. An impression's uuid
+is a UUIDv5 of its source event's uuid and the experiment id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import pandas as pd
+
+__all__ = [
+    "POLICIES",
+    "Identity",
+    "IdentityGraph",
+    "resolve_visitor_ids",
+    "as_identity",
+    "NAMESPACE",
+    "stable_uuid",
+    "content_uuid",
+    "derived_uuid",
+    "event_uuids",
+]
+
+# Fixed forever: changing it changes every derived uuid and breaks dedup of replays.
+NAMESPACE = uuid.UUID("5b0c3a52-9d4e-5f1a-8c57-0d9a3f1e6b21")
+_CONTENT_NS = uuid.uuid5(NAMESPACE, "content")
+_DERIVED_NS = uuid.uuid5(NAMESPACE, "derived")
+_UUID_RE = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_SEP = "\x1f"
+
+
+def stable_uuid(source_id: str) -> str:
+    """The source id itself if it is a canonical UUID (lower-cased), else its UUIDv5."""
+    s = source_id.strip()
+    if len(s) == 36 and s.count("-") == 4:
+        try:
+            return str(uuid.UUID(s))
+        except ValueError:
+            pass
+    return str(uuid.uuid5(NAMESPACE, s))
+
+
+def content_uuid(*parts: object) -> str:
+    """UUIDv5 of a row's canonical content (for rows with no source id)."""
+    return str(uuid.uuid5(_CONTENT_NS, _SEP.join("" if p is None else str(p) for p in parts)))
+
+
+def derived_uuid(base: str, *parts: object) -> str:
+    """UUIDv5 of another uuid plus qualifiers (an impression: source uuid + experiment id)."""
+    return str(uuid.uuid5(_DERIVED_NS, _SEP.join([base, *("" if p is None else str(p) for p in parts)])))
+
+
+def event_uuids(frame: pd.DataFrame) -> pd.Series:
+    """The stable uuid of each NORMALIZED row (see the module doc); vectorized where it can be."""
+    ids = frame["event_id"].astype("string").str.strip()
+    ids = ids.mask(ids == "")
+    out = pd.Series(pd.NA, index=frame.index, dtype="string")
+    is_uuid = ids.str.fullmatch(_UUID_RE).fillna(False).astype(bool)
+    out[is_uuid] = ids[is_uuid].str.lower()
+    other = ids.notna() & ~is_uuid
+    if bool(other.any()):
+        out[other] = [str(uuid.uuid5(NAMESPACE, s)) for s in ids[other].tolist()]
+    none = ids.isna()
+    if bool(none.any()):
+        sub = frame.loc[none, ["type", "event", "user_id", "anonymous_id", "timestamp", "properties"]]
+        cols = [sub[c].astype(object).where(sub[c].notna(), None).tolist() for c in sub.columns]
+        out[none] = [content_uuid(*row) for row in zip(*cols, strict=True)]
+    return out
+
+POLICIES = ("user_or_anonymous", "anonymous", "user", "stitched")
+
+
+def _blank_to_na(s: pd.Series) -> pd.Series:
+    s = s.astype("string").str.strip()
+    return s.mask(s == "")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A policy plus, for ``stitched``, the anonymous id -> user id links."""
+
+    policy: str = "user_or_anonymous"
+    links: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"identity policy {self.policy!r}: use one of {', '.join(POLICIES)}")
+
+
+class IdentityGraph:
+    """Collects anonymous id <-> user id pairs over chunks of NORMALIZED rows."""
+
+    def __init__(self) -> None:
+        self._parts: list[pd.DataFrame] = []
+
+    def add(self, frame: pd.DataFrame) -> None:
+        anon, user = _blank_to_na(frame["anonymous_id"]), _blank_to_na(frame["user_id"])
+        both = anon.notna() & user.notna()
+        if not bool(both.any()):
+            return
+        ts = frame["timestamp"].astype("Int64")[both].fillna(pd.NA)
+        part = pd.DataFrame({"anonymous_id": anon[both], "user_id": user[both], "ts": ts})
+        part = part.groupby(["anonymous_id", "user_id"], as_index=False, dropna=False)["ts"].min()
+        self._parts.append(part)
+        if len(self._parts) > 16:  # keep memory bounded by the number of distinct pairs
+            self._parts = [self._pairs()]
+
+    def _pairs(self) -> pd.DataFrame:
+        if not self._parts:
+            return pd.DataFrame({"anonymous_id": pd.Series(dtype="string"), "user_id": pd.Series(dtype="string"),
+                                 "ts": pd.Series(dtype="Int64")})
+        allp = pd.concat(self._parts, ignore_index=True)
+        return allp.groupby(["anonymous_id", "user_id"], as_index=False, dropna=False)["ts"].min()
+
+    def multi_anonymous(self) -> int:
+        """How many user ids were seen with more than one anonymous id."""
+        pairs = self._pairs()
+        if pairs.empty:
+            return 0
+        return int((pairs.groupby("user_id")["anonymous_id"].nunique() > 1).sum())
+
+    def links(self) -> dict[str, str]:
+        """anonymous id -> user id; the earliest link (then the smaller user id) wins."""
+        pairs = self._pairs()
+        if pairs.empty:
+            return {}
+        pairs = pairs.assign(ts=pairs["ts"].fillna(2**62)).sort_values(["anonymous_id", "ts", "user_id"])
+        first = pairs.drop_duplicates("anonymous_id", keep="first")
+        return dict(zip(first["anonymous_id"].tolist(), first["user_id"].tolist(), strict=True))
+
+    def resolver(self, policy: str) -> Identity:
+        links = self.links() if policy == "stitched" else {}
+        return Identity(policy, MappingProxyType(links))
+
+
+def as_identity(identity: str | Identity, frame: pd.DataFrame | None = None) -> Identity:
+    """An :class:`Identity` from a policy name; ``stitched`` by name links within ``frame`` only."""
+    if isinstance(identity, Identity):
+        return identity
+    if identity == "stitched" and frame is not None:
+        graph = IdentityGraph()
+        graph.add(frame)
+        return graph.resolver("stitched")
+    return Identity(identity)
+
+
+def resolve_visitor_ids(frame: pd.DataFrame, identity: str | Identity = "user_or_anonymous") -> pd.Series:
+    """The visitor id of each NORMALIZED row (string, NA when the policy finds none)."""
+    ident = as_identity(identity, frame)
+    anon, user = _blank_to_na(frame["anonymous_id"]), _blank_to_na(frame["user_id"])
+    if ident.policy == "anonymous":
+        return anon
+    if ident.policy == "user":
+        return user
+    if ident.policy == "stitched" and ident.links:
+        linked = anon.map(ident.links.get, na_action="ignore").astype("string")
+        return user.fillna(linked).fillna(anon)
+    return user.fillna(anon)
