@@ -98,6 +98,7 @@ class SkipRule(StrEnum):
 
     NOT_TRACK = "not_a_track_event"  # page, identify, group, screen
     BLUEPRINT_IGNORE = "ignored_by_blueprint"
+    ACTIVATIONS_OFF = "activation_not_sent"  # an activation event under `--decisions none`
 
 
 def empty(schema: dict[str, str]) -> pd.DataFrame:
