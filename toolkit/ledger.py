@@ -129,7 +129,7 @@ class BatchResult:
     """The outcome of one body: its final status and every attempt made for it."""
 
     batch_id: str
-    status: str  # delivered | rejected | failed
+    status: str  # delivered | rejected | failed; in_flight when interrupted before an outcome
     attempts: int
     last_status: int | None
     last_error: str | None
@@ -309,6 +309,8 @@ class Ledger:
         if not results:
             return
         batch_rows = [(r.status, r.attempts, r.last_status, r.last_error, r.batch_id) for r in results]
+        # an interrupted body stays in_flight (resume resends it); its events stay pending
+        event_rows = [("pending" if r.status == "in_flight" else r.status, *row[1:]) for r, row in zip(results, batch_rows, strict=True)]
         req_rows = [(q.batch_id, q.attempt, _iso(q.started_at), q.latency_ms, q.bytes, q.status, q.error)
                     for r in results for q in r.requests]
 
@@ -316,7 +318,7 @@ class Ledger:
             c.executemany("UPDATE batches SET status=?, attempts=attempts+?, last_status=?, last_error=? "
                           "WHERE batch_id=?", batch_rows)
             c.executemany("UPDATE events SET status=?, attempts=attempts+?, last_status=?, last_error=? "
-                          "WHERE batch_id=?", batch_rows)
+                          "WHERE batch_id=?", event_rows)
             c.executemany("INSERT INTO requests(batch_id, attempt, started_at, latency_ms, bytes, status, error) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?)", req_rows)
 
