@@ -1,0 +1,25 @@
+"""Load Datafly exports (JSON Lines, CSV, Parquet; gzip too) into NORMALIZED frames, in chunks.
+
+    from toolkit.exports import iter_export, load_export
+    for chunk in iter_export("export.jsonl.gz", chunk_rows=200_000):
+        chunk.events       # NORMALIZED (toolkit.contracts): one row per source event
+        chunk.quarantine   # QUARANTINE: malformed_row, unparseable_timestamp, truncated_file
+        chunk.rows_in      # == len(events) + len(quarantine)
+
+Money properties are kept as text (see ``_chunk``): never converted to floats here.
+"""
+
+from ._api import DEFAULT_CHUNK_ROWS, DEFAULT_REVENUE_KEYS, iter_export, load_export
+from ._chunk import ExportChunk, money_text
+from ._source import FORMATS, detect_format
+
+__all__ = [
+    "iter_export",
+    "load_export",
+    "detect_format",
+    "ExportChunk",
+    "money_text",
+    "FORMATS",
+    "DEFAULT_REVENUE_KEYS",
+    "DEFAULT_CHUNK_ROWS",
+]

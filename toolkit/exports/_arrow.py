@@ -1,0 +1,222 @@
+"""CSV and Parquet warehouse exports through pyarrow (streaming CSV reader, Parquet iter_batches).
+
+CSV: every known column is read as text; a row with the wrong number of fields is quarantined as
+``malformed_row`` (pyarrow's invalid-row handler) and ``source_row`` is the 1-based data row (header
+not counted; a quoted value spanning lines counts as one row). Parquet: ``source_row`` is the
+1-based row; ``properties`` may be JSON text, a struct (null fields left out) or a map.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from ..contracts import Reason
+from ..errors import ExportError
+from ._chunk import ID_COLUMNS, RawColumns, clip
+from ._source import ALIASES, KNOWN_COLUMNS
+from ._time import epoch_ms_arrow
+
+__all__ = ["iter_csv_raw", "iter_parquet_raw"]
+
+_BLOCK = 4 << 20
+
+
+def _string_mapper(t: pa.DataType):
+    return pd.StringDtype() if pa.types.is_string(t) or pa.types.is_large_string(t) else None
+
+
+def _first_present(table: pa.Table, names: tuple[str, ...]) -> pa.ChunkedArray | None:
+    """The first alias column, nulls filled from the next aliases."""
+    cols = [table.column(n) for n in names if n in table.column_names]
+    if not cols:
+        return None
+    out = cols[0] if pa.types.is_string(cols[0].type) else pc.cast(cols[0], pa.string())
+    for other in cols[1:]:
+        out = pc.coalesce(out, other if pa.types.is_string(other.type) else pc.cast(other, pa.string()))
+    return out
+
+
+def _properties(col: pa.ChunkedArray | None, n: int) -> list:
+    if col is None:
+        return [None] * n
+    t = col.type
+    if pa.types.is_struct(t):
+        return [None if d is None else {k: v for k, v in d.items() if v is not None} for d in col.to_pylist()]
+    if pa.types.is_map(t):
+        return [None if kv is None else dict(kv) for kv in col.to_pylist()]
+    return col.to_pylist()  # JSON text; anything else is refused as "not a JSON object" later
+
+
+def _columns(table: pa.Table, first_row: int, skipped: list[int], rejected: list) -> RawColumns:
+    n = table.num_rows
+    ids = {}
+    for c in ID_COLUMNS:
+        col = _first_present(table, ALIASES[c])
+        ids[c] = (pd.Series([None] * n, dtype="string") if col is None
+                  else col.to_pandas(types_mapper=_string_mapper).astype("string"))
+    ts_col = next((table.column(name) for name in ALIASES["timestamp"] if name in table.column_names), None)
+    if ts_col is None:
+        ms, ok = np.zeros(n, dtype="int64"), np.zeros(n, dtype=bool)
+    else:
+        ms, ok = epoch_ms_arrow(ts_col)
+    rows = np.arange(n, dtype="int64") + first_row
+    for x in skipped:  # data rows refused by the CSV parser sit between the rows read
+        rows[rows >= x] += 1
+    prop_col = table.column("properties") if "properties" in table.column_names else None
+    return RawColumns(
+        ids=ids, ts_ms=ms, ts_ok=ok,
+        ts_raw=lambda idx: ([None] * len(idx) if ts_col is None
+                            else ts_col.take(pa.array(idx, type=pa.int64())).to_pylist()),
+        properties=_properties(prop_col, n), source_row=rows, rejected=rejected,
+    )
+
+
+def _rechunk(batches: Iterator[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.Table]:
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for b in batches:
+        pending.append(b)
+        size += b.num_rows
+        while size >= chunk_rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, chunk_rows)
+            rest = table.slice(chunk_rows)
+            pending, size = rest.to_batches(), rest.num_rows
+    if size:
+        yield pa.Table.from_batches(pending)
+
+
+# ------------------------------------------------------------------------------------------ CSV
+
+
+def _csv_header(path: Path, gz: bool) -> list[str]:
+    opener = gzip.open(path, "rt", encoding="utf-8-sig", newline="") if gz else \
+        open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+    with opener as fh:
+        try:
+            return next(csv.reader(fh), [])
+        except (csv.Error, UnicodeDecodeError, EOFError, OSError) as exc:
+            raise ExportError(f"{path}: cannot read the CSV header ({exc})") from None
+
+
+def iter_csv_raw(path: Path, gz: bool, chunk_rows: int) -> Iterator[RawColumns]:
+    header = [h.strip() for h in _csv_header(path, gz)]
+    wanted = [h for h in header if h in KNOWN_COLUMNS]
+    if not wanted:
+        raise ExportError(f"{path}: no known column in the CSV header ({', '.join(header[:8]) or 'empty'}); "
+                          f"expected warehouse columns such as event_id, type, event, anonymous_id, timestamp")
+    invalid: list[tuple[int | None, str | None, str]] = []
+    id_at = next((header.index(a) for a in ALIASES["event_id"] if a in header), None)
+
+    def on_invalid(row: pcsv.InvalidRow) -> str:
+        data_row = None if row.number is None else row.number - 1
+        invalid.append((data_row, _field(row.text, id_at),
+                        f"expected {row.expected_columns} fields, found {row.actual_columns}: {row.text}"))
+        return "skip"
+
+    stream = pa.CompressedInputStream(pa.OSFile(str(path)), "gzip") if gz else pa.OSFile(str(path))
+    try:
+        reader = pcsv.open_csv(
+            stream,
+            read_options=pcsv.ReadOptions(use_threads=False, block_size=_BLOCK),
+            parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
+            convert_options=pcsv.ConvertOptions(
+                include_columns=wanted, column_types={c: pa.string() for c in wanted},
+                strings_can_be_null=True, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ExportError(f"{path}: not a readable CSV export ({clip(str(exc))})") from None
+    next_row = 1
+    with contextlib.closing(stream):
+        tables = _rechunk(iter(reader), chunk_rows)
+        while True:
+            try:
+                table = next(tables)
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, OSError, EOFError) as exc:
+                rejected = _flush_invalid(invalid, None)
+                rejected.append((None, None, Reason.TRUNCATED_FILE.value,
+                                 clip(f"the export cannot be read past data row {next_row - 1 + len(rejected)} "
+                                      f"({exc}); the rest of the file is missing: re-download or re-export it")))
+                yield _columns(_empty(wanted), next_row, [], rejected)
+                return
+            skipped = sorted(r for r, _, _ in invalid if r is not None)
+            raw = _columns(table, next_row, skipped, [])
+            last = int(raw.source_row[-1]) if len(raw.source_row) else next_row - 1
+            raw.rejected = _flush_invalid(invalid, last)
+            next_row = last + 1
+            yield raw
+    if invalid:
+        yield _columns(_empty(wanted), next_row, [], _flush_invalid(invalid, None))
+
+
+def _empty(columns: list[str]) -> pa.Table:
+    return pa.table({c: pa.array([], pa.string()) for c in columns})
+
+
+def _field(text: str, index: int | None) -> str | None:
+    if index is None:
+        return None
+    try:
+        fields = next(csv.reader([text]), [])
+    except csv.Error:
+        return None
+    return (fields[index] or None) if index < len(fields) else None
+
+
+def _flush_invalid(invalid: list[tuple[int | None, str | None, str]], upto: int | None) -> list:
+    """Take the refused rows up to data row ``upto`` (all when None) as quarantine rows."""
+    taken = [r for r in invalid if upto is None or r[0] is None or r[0] <= upto]
+    for r in taken:
+        invalid.remove(r)
+    return [(row, eid, Reason.MALFORMED_ROW.value, clip(f"data row {row}: {text}")) for row, eid, text in taken]
+
+
+# -------------------------------------------------------------------------------------- Parquet
+
+
+def iter_parquet_raw(path: Path, gz: bool, chunk_rows: int) -> Iterator[RawColumns]:
+    with contextlib.ExitStack() as stack:
+        source: object = str(path)
+        if gz:  # unusual, but cheap to support: decompress to a temporary file, memory stays flat
+            tmp = stack.enter_context(tempfile.TemporaryFile())
+            with gzip.open(path, "rb") as src:
+                try:
+                    shutil.copyfileobj(src, tmp, 1 << 20)
+                except (EOFError, OSError) as exc:
+                    raise ExportError(f"{path}: truncated or corrupt gzip ({exc}); re-download the file") from None
+            tmp.seek(0)
+            source = tmp
+        try:
+            pf = stack.enter_context(contextlib.closing(pq.ParquetFile(source)))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ExportError(f"{path}: not a readable Parquet file ({clip(str(exc))})") from None
+        names = pf.schema_arrow.names
+        if not names:
+            raise ExportError(f"{path}: the Parquet file has an empty schema (no columns); re-export it")
+        wanted = [n for n in names if n in KNOWN_COLUMNS]
+        if not wanted:
+            raise ExportError(f"{path}: no known column in the Parquet schema ({', '.join(names[:8])}); "
+                              "expected warehouse columns such as event_id, type, event, anonymous_id, timestamp")
+        next_row = 1
+        try:
+            for batch in pf.iter_batches(batch_size=chunk_rows, columns=wanted):
+                table = pa.Table.from_batches([batch])
+                yield _columns(table, next_row, [], [])
+                next_row += table.num_rows
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ExportError(f"{path}: Parquet data unreadable after row {next_row - 1} ({clip(str(exc))})") from None

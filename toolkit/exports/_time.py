@@ -1,0 +1,88 @@
+"""Timestamps to UTC epoch milliseconds, vectorized.
+
+Accepted: ISO 8601 strings (``Z``, ``+hh:mm`` offsets, date only; no offset means UTC), epoch
+seconds or epoch milliseconds as numbers or digit strings (``|x| < 1e11`` is read as seconds: 1e11 s
+is the year 5138, 1e11 ms is 1973), and Arrow timestamp / date columns (naive ones are UTC).
+Sub-millisecond digits are truncated. Anything else is *not ok* and the caller quarantines it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["epoch_ms", "epoch_ms_strings", "epoch_ms_numbers", "epoch_ms_arrow"]
+
+_SECONDS_BELOW = 1e11
+_NUMERIC = r"[+-]?\d+(?:\.\d*)?"
+
+
+def epoch_ms_numbers(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch seconds or milliseconds (float array, NaN for missing) -> (ms int64, ok)."""
+    x = np.asarray(x, dtype="float64")
+    ok = np.isfinite(x)
+    safe = np.where(ok, x, 0.0)
+    ms = np.where(np.abs(safe) < _SECONDS_BELOW, safe * 1000.0, safe)
+    ok &= np.abs(ms) < 2**62  # beyond int64 ms there is no calendar date anyway
+    # round away float noise (1762041600.123 * 1000 = ...122.9999) before truncating sub-ms digits
+    return np.floor(np.round(np.where(ok, ms, 0.0), 3)).astype("int64"), ok
+
+
+def epoch_ms_strings(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Strings (nulls allowed) -> (ms int64, ok): ISO 8601, or digits read as epoch s / ms."""
+    s = s.astype("string").str.strip()
+    numeric = s.str.fullmatch(_NUMERIC).fillna(False).to_numpy(dtype=bool)
+    ms = np.zeros(len(s), dtype="int64")
+    ok = np.zeros(len(s), dtype=bool)
+    if numeric.any():
+        nums = pd.to_numeric(s[numeric], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        ms[numeric], ok[numeric] = epoch_ms_numbers(nums)
+    rest = ~numeric
+    if rest.any():
+        dt = pd.to_datetime(s[rest], utc=True, format="ISO8601", errors="coerce")
+        good = dt.notna().to_numpy(dtype=bool)
+        vals = dt.dt.as_unit("ms").to_numpy(dtype="datetime64[ms]").astype("int64")
+        idx = np.flatnonzero(rest)
+        ms[idx[good]] = vals[good]
+        ok[idx[good]] = True
+    return ms, ok
+
+
+def epoch_ms(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Python values from JSON (str, int, float, None, anything else) -> (ms int64, ok)."""
+    n = len(values)
+    ms = np.zeros(n, dtype="int64")
+    ok = np.zeros(n, dtype=bool)
+    kinds = [type(v) for v in values]
+    str_idx = [i for i, k in enumerate(kinds) if k is str]
+    num_idx = [i for i, k in enumerate(kinds) if k is int or k is float]
+    if str_idx:
+        strings = pd.Series([values[i] for i in str_idx], dtype="string")
+        ms[str_idx], ok[str_idx] = epoch_ms_strings(strings)
+    if num_idx:
+        nums = np.array([float(values[i]) for i in num_idx], dtype="float64")
+        ms[num_idx], ok[num_idx] = epoch_ms_numbers(nums)
+    return ms, ok
+
+
+def epoch_ms_arrow(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """An Arrow column of any usual type (timestamp, date, number, string) -> (ms int64, ok)."""
+    t = col.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        as_ms = pc.cast(col, pa.timestamp("ms", tz=t.tz if pa.types.is_timestamp(t) else None), safe=False)
+        ints = pc.cast(as_ms, pa.int64())
+        ok = pc.is_valid(ints).to_numpy(zero_copy_only=False)
+        return pc.fill_null(ints, 0).to_numpy(zero_copy_only=False).astype("int64"), ok
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        floats = pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+        return epoch_ms_numbers(np.asarray(floats, dtype="float64"))
+    strings = pc.cast(col, pa.string()) if not pa.types.is_string(t) else col
+    return epoch_ms_strings(strings.to_pandas(types_mapper=_string_mapper))
+
+
+def _string_mapper(t: pa.DataType):
+    return pd.StringDtype() if pa.types.is_string(t) or pa.types.is_large_string(t) else None
