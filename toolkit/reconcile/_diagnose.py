@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +11,7 @@ import pandas as pd
 from ..datafile import Datafile
 from ._model import CAUSES, Diagnosis
 
-__all__ = ["event_diagnoses", "run_diagnoses", "unexplained_diagnosis", "make", "inflation_count"]
+__all__ = ["quarantine_keys", "event_diagnoses", "run_diagnoses", "unexplained_diagnosis", "make", "inflation_count"]
 
 MAX_EXAMPLES = 5
 _DELIVERY = ("rejected_400", "forbidden_403", "not_delivered")
@@ -29,7 +30,7 @@ def _examples(frame: pd.DataFrame, cols: list[str]) -> list[dict[str, Any]]:
 
 def event_diagnoses(
     pairs: pd.DataFrame, first: pd.DataFrame, ledger_events: pd.DataFrame, run: Mapping[str, str],
-    datafile: Datafile, requests: pd.DataFrame,
+    datafile: Datafile, requests: pd.DataFrame, quarantined: pd.DataFrame,
 ) -> list[Diagnosis]:
     """Per-event causes: delivery failures (all events), then conversion and impression causes."""
     out: list[Diagnosis] = []
@@ -60,20 +61,23 @@ def event_diagnoses(
 
     conv = pairs[pairs["reason"].notna() & ~pairs["reason"].isin(_DELIVERY)]
     imps = first[first["reason"].notna() & ~first["reason"].isin(_DELIVERY)]
+    q_near = (quarantined["key"] != quarantined["event_key"]).fillna(False)
+    q_by_code = {"key_mismatch": quarantined[q_near], "key_not_in_datafile": quarantined[~q_near]}
     for code in CAUSES:
         c = conv[conv["reason"] == code]
         i = imps[imps["reason"] == code]
-        if not len(c) and not len(i):
+        q = q_by_code.get(code, quarantined.iloc[0:0])
+        if not len(c) and not len(i) and not len(q):
             continue
         n_conv, n_vis = c["uuid"].nunique(), c["visitor_id"].nunique()
-        if code == "key_mismatch":
-            pairs_k = c.drop_duplicates("uuid").groupby(["key", "event_key"]).size().sort_values(ascending=False)
-            examples = [f"{k!r} -> {m!r} ({n})" for (k, m), n in pairs_k.items()]
-            detail = "sent key -> the datafile key it most likely meant (events)"
-        elif code == "key_not_in_datafile":
-            keys = c.drop_duplicates("uuid")["key"].value_counts()
-            examples = [f"{k!r} ({n})" for k, n in keys.items()]
-            detail = f"datafile keys: {', '.join(sorted(datafile.events))}"
+        if code in q_by_code:
+            keys = pd.concat([c.drop_duplicates("uuid")[["key", "event_key"]], q[["key", "event_key"]]])
+            counts = keys.groupby(["key", "event_key"], dropna=False).size().sort_values(ascending=False)
+            examples = [f"{k!r} -> {m!r} ({n})" if k != m else f"{k!r} ({n})" for (k, m), n in counts.items()]
+            detail = (f"{n_conv} sent, {len(q)} quarantined by the mapping (never sent); "
+                      + ("sent key -> the datafile key it most likely meant" if code == "key_mismatch"
+                         else f"datafile keys: {', '.join(sorted(datafile.events))}"))
+            n_conv += len(q)
         else:
             examples = _examples(c.drop_duplicates("uuid"), ["uuid", "key", "visitor_id", "experiment_id"])
             detail = f"{n_conv} conversion(s) of {n_vis} visitor(s)"
@@ -85,23 +89,35 @@ def event_diagnoses(
     return out
 
 
+_QUARANTINED_KEY = re.compile(r"event key '((?:[^'\\]|\\.)*)'|event key \"([^\"]*)\"")
+
+
+def quarantine_keys(quarantine: pd.DataFrame | None, datafile: Datafile) -> pd.DataFrame:
+    """Mapped-out events whose key is not in the datafile: (source_event_id, key, event_key) where
+    event_key is the near miss (or the key itself). They were never sent, so no table row has them."""
+    cols = ["source_event_id", "key", "event_key"]
+    if quarantine is None or not len(quarantine):
+        return pd.DataFrame(columns=cols)
+    q = quarantine[(quarantine["reason"] == "key_not_in_datafile").fillna(False)]
+    found = q["detail"].astype("string").str.extract(_QUARANTINED_KEY)
+    key = found[0].fillna(found[1]).astype("string")
+    out = pd.DataFrame({"source_event_id": q["source_event_id"], "key": key})
+    out["event_key"] = out["key"].map(lambda k: (datafile.suggest_key(k) or k) if isinstance(k, str) else k)
+    return out[cols]
+
+
 def inflation_count(mapping: Any) -> int | None:
-    """People seen with more than one anonymous id, from a mapping summary (object or dict) or an int."""
+    """People counted as several visitors (more than one anonymous id, not stitched), from a
+    ``toolkit.mapping.MapSummary``, its dict form, or a plain count."""
     if mapping is None:
         return None
-    if isinstance(mapping, int):
+    if isinstance(mapping, int) and not isinstance(mapping, bool):
         return mapping
-    items: dict[str, Any] = {}
-    for name in ("warnings", "identity"):
-        src = mapping.get(name) if isinstance(mapping, Mapping) else getattr(mapping, name, None)
-        if isinstance(src, Mapping):
-            items.update(src)
-    if isinstance(mapping, Mapping):
-        items.update({k: v for k, v in mapping.items() if not isinstance(v, Mapping)})
-    for k, v in items.items():
-        if "anonymous" in str(k).lower() and isinstance(v, int) and not isinstance(v, bool):
-            return v
-    return None
+    get = mapping.get if isinstance(mapping, Mapping) else (lambda k, d=None: getattr(mapping, k, d))
+    if get("identity") == "stitched":
+        return 0
+    n = get("multi_anonymous")
+    return int(n) if isinstance(n, int) and not isinstance(n, bool) else None
 
 
 def run_diagnoses(

@@ -11,7 +11,14 @@ import pandas as pd
 
 from ..contracts import EVENTS, conform
 from ..datafile import Datafile
-from ._diagnose import event_diagnoses, inflation_count, make, run_diagnoses, unexplained_diagnosis
+from ._diagnose import (
+    event_diagnoses,
+    inflation_count,
+    make,
+    quarantine_keys,
+    run_diagnoses,
+    unexplained_diagnosis,
+)
 from ._model import TABLE_COLUMNS, Diagnosis, Reconciliation, Tolerance
 from ._pairs import ROW, assign_reasons, conversion_pairs, first_impressions
 
@@ -68,6 +75,7 @@ def reconcile(
     e3=None,
     tolerance: Tolerance | None = None,
     mapping: Any = None,
+    quarantine: pd.DataFrame | None = None,
     as_of: datetime | None = None,
     lag_minutes: float = LAG_MINUTES,
 ) -> Reconciliation:
@@ -77,7 +85,8 @@ def reconcile(
     ``toolkit.attribution.Prediction``; by default ``predict()`` over the delivered events (pass one
     built from a reference mapping to check revenue units). ``e3``: :class:`toolkit.results.E3Frames`
     for event-by-event arrival. ``mapping``: the mapping summary (or a count of people with several
-    anonymous ids) for the visitor-inflation diagnosis. ``as_of``: when the results were read
+    anonymous ids) for the visitor-inflation diagnosis. ``quarantine``: the mapping's QUARANTINE frame
+    (events with keys not in the datafile never reach the ledger; they count in the key diagnoses). ``as_of``: when the results were read
     (default now), for the processing-lag diagnosis.
     """
     from ..results import RESULTS
@@ -123,7 +132,8 @@ def reconcile(
         table[c] = table[c].round().astype("int64")
     table = table[TABLE_COLUMNS + ["revenue_ratio"]].reset_index(drop=True)
 
-    diagnoses: list[Diagnosis] = event_diagnoses(pairs, first, ledger.events, ledger.run, datafile, ledger.requests)
+    diagnoses: list[Diagnosis] = event_diagnoses(pairs, first, ledger.events, ledger.run, datafile, ledger.requests,
+                                                   quarantine_keys(quarantine, datafile))
     units = table[table["diagnoses"].str.contains("revenue_units", regex=False)]
     if len(units):
         n = int(pairs[pairs[ROW].apply(tuple, axis=1).isin(set(units[ROW].apply(tuple, axis=1)))]["uuid"].nunique())

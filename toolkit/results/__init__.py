@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._api import fetch_api_results, parse_api_results
 from ._csv import parse_csv_results
-from ._e3 import E3_ATTRIBUTIONS, E3_DECISIONS, E3_EVENTS, E3Frames, e3_to_results, load_e3
+from ._e3 import E3_ATTRIBUTIONS, E3_DECISIONS, E3_EVENTS, E3Frames, e3_to_results, is_e3_root, load_e3
 from ._load import ResultsFormat, detect_results_format, load_results
 from ._schema import RESULTS, empty_results
 
@@ -23,6 +23,7 @@ __all__ = [
     "load_results",
     "load_e3",
     "e3_to_results",
+    "is_e3_root",
     "detect_results_format",
     "parse_api_results",
     "parse_csv_results",
