@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import io
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,7 +129,7 @@ def iter_csv_raw(path: Path, gz: bool, chunk_rows: int) -> Iterator[RawColumns]:
                         f"expected {row.expected_columns} fields, found {row.actual_columns}: {row.text}"))
         return "skip"
 
-    stream = pa.CompressedInputStream(pa.OSFile(str(path)), "gzip") if gz else pa.OSFile(str(path))
+    stream = _LinesOfGzip(path) if gz else pa.OSFile(str(path))
     try:
         reader = pcsv.open_csv(
             stream,
@@ -141,27 +143,69 @@ def iter_csv_raw(path: Path, gz: bool, chunk_rows: int) -> Iterator[RawColumns]:
         raise ExportError(f"{path}: not a readable CSV export ({clip(str(exc))})") from None
     next_row = 1
     with contextlib.closing(stream):
-        tables = _rechunk(iter(reader), chunk_rows)
-        while True:
-            try:
-                table = next(tables)
-            except StopIteration:
-                break
-            except (pa.ArrowInvalid, OSError, EOFError) as exc:
-                rejected = _flush_invalid(invalid, None)
-                rejected.append((None, None, Reason.TRUNCATED_FILE.value,
-                                 clip(f"the export cannot be read past data row {next_row - 1 + len(rejected)} "
-                                      f"({exc}); the rest of the file is missing: re-download or re-export it")))
-                yield _columns(_empty(wanted), next_row, [], rejected)
-                return
-            skipped = sorted(r for r, _, _ in invalid if r is not None)
-            raw = _columns(table, next_row, skipped, [])
-            last = int(raw.source_row[-1]) if len(raw.source_row) else next_row - 1
-            raw.rejected = _flush_invalid(invalid, last)
-            next_row = last + 1
-            yield raw
-    if invalid:
-        yield _columns(_empty(wanted), next_row, [], _flush_invalid(invalid, None))
+        try:
+            for table in _rechunk(iter(reader), chunk_rows):
+                skipped = sorted(r for r, _, _ in invalid if r is not None)
+                raw = _columns(table, next_row, skipped, [])
+                last = int(raw.source_row[-1]) if len(raw.source_row) else next_row - 1
+                raw.rejected = _flush_invalid(invalid, last)
+                next_row = last + 1
+                yield raw
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ExportError(f"{path}: the CSV cannot be parsed after data row {next_row - 1} "
+                              f"({clip(str(exc))}); fix or re-export the file") from None
+        rejected = _flush_invalid(invalid, None)
+        if isinstance(stream, _LinesOfGzip) and stream.truncated:
+            rejected.append((None, None, Reason.TRUNCATED_FILE.value,
+                             clip(f"the gzip stream ends early after data row {next_row - 1 + len(rejected)} "
+                                  f"({stream.truncated}); the rest of the export is missing: "
+                                  "re-download or re-export the file")))
+        if rejected:
+            yield _columns(_empty(wanted), next_row, [], rejected)
+
+
+class _LinesOfGzip(io.RawIOBase):
+    """A gzip stream that ends cleanly at the last complete line when the file is cut short
+    (``truncated`` then says why), so the rows before the cut are still read."""
+
+    def __init__(self, path: Path) -> None:
+        self._gz = gzip.open(path, "rb")  # noqa: SIM115 (closed in close())
+        self._ready = bytearray()
+        self._held = b""
+        self._done = False
+        self.truncated: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        try:
+            block = self._gz.read(1 << 20)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            self.truncated = str(exc) or type(exc).__name__
+            self._ready += self._held[: self._held.rfind(b"\n") + 1]  # the partial last line is dropped
+            self._done = True
+            return
+        if not block:
+            self._ready += self._held
+            self._done = True
+            return
+        data = self._held + block
+        cut = data.rfind(b"\n") + 1
+        self._ready += data[:cut]
+        self._held = data[cut:]
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        while not self._ready and not self._done:
+            self._fill()
+        n = min(len(buf), len(self._ready))
+        buf[:n] = self._ready[:n]
+        del self._ready[:n]
+        return n
+
+    def close(self) -> None:
+        self._gz.close()
+        super().close()
 
 
 def _empty(columns: list[str]) -> pa.Table:
