@@ -1,9 +1,9 @@
 """Offline bucketing: the decisions the official ``optimizely-sdk`` would make, as impressions.
 
 For every visitor who converts on an event key attached (datafile ``events[].experimentIds``) to a
-running experiment, ask the SDK's own ``DecisionService.get_variation`` (project config from the
-datafile, no user profile service) which variation it assigns. That is the SDK's order of checks
-and its hashing: experiment running, forced variations (whitelist), audiences (evaluated with the
+running experiment, ask the SDK which variation it assigns: the steps of its own
+``DecisionService.get_variation`` (project config from the datafile, no user profile service),
+each one the SDK's function, in the SDK's order, with the SDK's hashing: experiment running, forced variations (whitelist), audiences (evaluated with the
 attributes given for the visitor; without attributes an audience with conditions fails, as in the
 SDK), ``$opt_bucketing_id``, mutually exclusive groups (random policy) and traffic allocation with
 the SDK's MurmurHash3. Nothing of that is re-implemented here.
@@ -53,7 +53,15 @@ def bucket_value(bucketing_id: str, parent_id: str) -> int:
 
 
 class _SdkDecider:
-    """One SDK ``DecisionService`` over one project config; answers (visitor, experiment)."""
+    """The SDK's ``DecisionService.get_variation`` steps, in its order, over one project config.
+
+    Each step is the SDK's own function: experiment running, whitelist (forcedVariations), audience
+    evaluation, bucketing id, ``Bucketer.bucket`` (groups, traffic allocation, MurmurHash3). With no
+    user profile service and no forced variations set in code, ``get_variation`` reduces to exactly
+    these steps (tests hold this against ``Optimizely.get_variation`` and ``decide``). The only
+    addition is a cache of the audience verdict per (experiment, attributes): it depends on nothing
+    else offline (no ODP segments), and most visitors share the same few attribute sets.
+    """
 
     def __init__(self, datafile: Datafile) -> None:
         from optimizely.decision_service import DecisionService
@@ -62,16 +70,41 @@ class _SdkDecider:
         self._logger = NoOpLogger()
         self._config = datafile.project_config()
         self._service = DecisionService(self._logger, None, None)  # no user profiles, no CMAB service
+        self._audience: dict[tuple, bool] = {}
 
-    def variation_id(self, visitor_id: str, experiment_id: str, attributes: Mapping[str, Any]) -> str | None:
+    def _meets_audience(self, experiment: Any, visitor_id: str, attributes: Mapping[str, Any]) -> bool:
+        from optimizely.helpers import audience, enums
         from optimizely.optimizely_user_context import OptimizelyUserContext
 
-        experiment = self._config.get_experiment_from_id(experiment_id)
-        if experiment is None or getattr(experiment, "cmab", None):
-            return None
+        conditions = experiment.get_audience_conditions_or_ids()
+        if not conditions:
+            return True
+        try:
+            key: tuple | None = (experiment.id, tuple(sorted(attributes.items())))
+            hash(key)
+        except TypeError:  # an unhashable attribute value: evaluate without the cache
+            key = None
+        if key is not None and key in self._audience:
+            return self._audience[key]
         user = OptimizelyUserContext(None, self._logger, visitor_id, dict(attributes), False)  # type: ignore[arg-type]
-        result = self._service.get_variation(self._config, experiment, user, None)
-        variation = result["variation"]
+        ok, _ = audience.does_user_meet_audience_conditions(
+            self._config, conditions, enums.ExperimentAudienceEvaluationLogs, experiment.key, user, self._logger)
+        if key is not None:
+            self._audience[key] = ok
+        return ok
+
+    def variation_id(self, visitor_id: str, experiment_id: str, attributes: Mapping[str, Any]) -> str | None:
+        from optimizely.helpers import experiment as experiment_helper
+
+        experiment = self._config.get_experiment_from_id(experiment_id)
+        if experiment is None or experiment.cmab or not experiment_helper.is_experiment_running(experiment):
+            return None
+        variation, _ = self._service.get_whitelisted_variation(self._config, experiment, visitor_id)
+        if variation is None:
+            if not self._meets_audience(experiment, visitor_id, attributes):
+                return None
+            bucketing_id, _ = self._service._get_bucketing_id(visitor_id, attributes)  # type: ignore[arg-type]
+            variation, _ = self._service.bucketer.bucket(self._config, experiment, visitor_id, bucketing_id)
         if variation is None:
             return None
         return str(variation["id"] if isinstance(variation, dict) else variation.id)
@@ -110,7 +143,7 @@ def _impression_rows(pairs: pd.DataFrame, datafile: Datafile) -> pd.DataFrame:
         return empty(EVENTS)
     out = pairs.merge(_variation_meta(datafile), on=["experiment_id", "variation_id"], how="left")
     out["kind"] = "impression"
-    out["uuid"] = [impression_uuid(v, x) for v, x in zip(out["visitor_id"], out["experiment_id"], strict=True)]
+    out["uuid"] = [impression_uuid(v, x) for v, x in zip(out["visitor_id"].tolist(), out["experiment_id"].tolist(), strict=True)]
     out["timestamp"] = out["first_ts"] - 1
     out["key"] = CAMPAIGN_ACTIVATED
     out["entity_id"] = out["campaign_id"]
