@@ -1,0 +1,66 @@
+"""``toolkit sandbox`` in the foreground (a real process) and ``toolkit sandbox export-e3``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import requests
+
+from toolkit.cli import main
+
+from .bodies import post, scenario
+from .conftest import FIXTURE_DATAFILE
+
+
+def test_foreground_run_prints_urls_and_install_json_and_stops_on_sigint(tmp_path):
+    cfg = tmp_path / "install.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "sandbox", "--port", "0", "--data", str(tmp_path / "state"),
+         "--datafile", str(FIXTURE_DATAFILE), "--config-out", str(cfg)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        out = "".join(lines)
+        assert "sandbox listening on http://127.0.0.1:" in out
+        config = json.loads(cfg.read_text())
+        events_url = config["config"]["event_endpoint"]
+        assert post(events_url, scenario()).status_code == 204
+        assert requests.get(config["config"]["datafile_url"], timeout=30).status_code == 200
+        # the install JSON is what the toolkit's config loader reads
+        from toolkit.config import load_integration
+
+        integ = load_integration(cfg)
+        assert integ.event_endpoint == events_url and integ.datafile_url == config["config"]["datafile_url"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "sandbox stopped: 23 events received, 22 stored, 1 duplicates" in rest
+
+
+def test_export_e3_command(tmp_path, capsys):
+    from toolkit.sandbox import Sandbox
+
+    with Sandbox(tmp_path / "state", datafile=FIXTURE_DATAFILE) as sb:
+        post(sb.events_url, scenario())
+    assert main(["sandbox", "export-e3", "--data", str(tmp_path / "state"), "--out", str(tmp_path / "e3")]) == 0
+    assert "E3 export: 8 decisions" in capsys.readouterr().out
+    assert (tmp_path / "e3" / "type=events").is_dir()
+
+
+def test_user_errors_are_one_line_exit_2(tmp_path, capsys):
+    assert main(["sandbox", "export-e3", "--data", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert main(["sandbox", "--host", "0.0.0.0", "--data", str(tmp_path)]) == 2
+    assert main(["sandbox", "--data", str(tmp_path / "empty"), "--port", "0"]) == 2
+    assert main(["sandbox", "--faults", "error=5", "--data", str(tmp_path), "--datafile", str(FIXTURE_DATAFILE)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and all(line.startswith("toolkit sandbox: error: ") for line in err)
+    assert "Traceback" not in "".join(err)
