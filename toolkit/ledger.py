@@ -168,30 +168,21 @@ def _summary(events: Mapping[str, int], batches: Mapping[str, int], requests: in
             "batches_by_status": ba, "requests": int(requests)}
 
 
-def _plain(value: Any) -> Any:
-    """A pandas / numpy scalar as a plain Python value (NA -> None)."""
-    if value is None or value is pd.NA:
-        return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value.item() if hasattr(value, "item") else value
-
-
 def _event_rows(body: Body) -> list[tuple]:
+    """The body's events as ledger rows (plain Python values, NA -> None), column-wise."""
     frame = body.events
     n = len(frame)
-    cols = []
+    cols: list[Any] = []
     for c in _EVENT_COLS:
-        if c in frame.columns:
-            cols.append([_plain(v) for v in frame[c].tolist()])
-        else:
+        if c not in frame.columns:
             cols.append([None] * n)
-    syn = _EVENT_COLS.index("synthesized")
-    cols[syn] = [None if v is None else int(bool(v)) for v in cols[syn]]
-    return [(*row, body.batch_id) for row in zip(*cols, strict=True)]
+            continue
+        s = frame[c]
+        if c == "synthesized":
+            s = s.astype("boolean").astype("Int64")
+        cols.append(s.to_numpy(dtype=object, na_value=None))
+    cols.append([body.batch_id] * n)
+    return list(zip(*cols, strict=True))
 
 
 class Ledger:
@@ -241,6 +232,7 @@ class Ledger:
             conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA cache_size=-131072")  # 128 MB: a large run's uuid index stays in memory
             if create:
                 conn.executescript(_SCHEMA)
             else:
