@@ -13,7 +13,17 @@ from toolkit.datafile import load_datafile
 from toolkit.reconcile import Tolerance, reconcile, write_outputs
 from toolkit.results import RESULTS, E3Frames
 
-from .builders import CONTROL, EXP, T0, TREATMENT, conversion, events_frame, impression, ledger_from_events, scenario
+from .builders import (
+    CONTROL,
+    EXP,
+    T0,
+    TREATMENT,
+    conversion,
+    events_frame,
+    impression,
+    ledger_from_events,
+    scenario,
+)
 
 LATER = datetime(2023, 11, 15, tzinfo=UTC)  # results read well after delivery (no lag)
 

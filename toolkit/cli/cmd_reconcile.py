@@ -103,11 +103,11 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
     e3_dir = args.e3 or (args.results[0] if results_is_e3 else None)
     e3 = load_e3(e3_dir) if e3_dir else None
     if results_is_e3:
-        results = e3_to_results(load_e3(args.results[0]) if args.e3 else e3)
+        results = e3_to_results(load_e3(args.results[0]) if args.e3 else e3, datafile)
     else:
         results = load_results(args.results, fmt=args.results_format, token_env=token_env,
                                start_time=args.start_time, end_time=args.end_time,
-                               experiment_ids=[e.id for e in datafile.running_experiments()])
+                               experiment_ids=[e.id for e in datafile.running_experiments()], datafile=datafile)
     expected = _expected(args.expected_events, ledger, datafile) if args.expected_events else None
     mapping = _map_summary(args.map_summary) if args.map_summary else None
 

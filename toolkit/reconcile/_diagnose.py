@@ -30,8 +30,10 @@ def _examples(frame: pd.DataFrame, cols: list[str]) -> list[dict[str, Any]]:
 
 def event_diagnoses(
     pairs: pd.DataFrame, first: pd.DataFrame, ledger_events: pd.DataFrame, run: Mapping[str, str],
-    datafile: Datafile, requests: pd.DataFrame, quarantined: pd.DataFrame,
+    datafile: Datafile, requests: pd.DataFrame, quarantined: pd.DataFrame, post_budget: int,
 ) -> list[Diagnosis]:
+    """``post_budget``: how many events the counting-stage causes (E3 absence, window, lag) explain in
+    the table; they are handed out in catalogue order, each up to the events that carry it."""
     """Per-event causes: delivery failures (all events), then conversion and impression causes."""
     out: list[Diagnosis] = []
     ev = ledger_events
@@ -85,7 +87,13 @@ def event_diagnoses(
             examples += _examples(i, ["uuid", "visitor_id", "experiment_id"])
             detail += ("; " if n_conv else "") + f"{len(i)} visitor decision(s)"
         unit = "events" if n_conv else "visitors"
-        out.append(make(code, n_conv + len(i), unit, examples, detail))
+        n = n_conv + len(i)
+        if CAUSES[code].stage == "counting":
+            n, post_budget = min(n, post_budget), post_budget - min(n, post_budget)
+            if not n:
+                continue
+            detail += f"; {n} of them missing from the results"
+        out.append(make(code, n, unit, examples, detail))
     return out
 
 
@@ -138,6 +146,10 @@ def run_diagnoses(
     return out
 
 
+def _text(*values: Any) -> str:
+    return next((str(v) for v in values if isinstance(v, str) and v), "")
+
+
 def unexplained_diagnosis(table: pd.DataFrame) -> Diagnosis:
     left = table[(table["unexplained"] != 0) | (table["model_gap"] != 0)]
     conv = left[left["metric"] == "total_conversions"]
@@ -145,8 +157,9 @@ def unexplained_diagnosis(table: pd.DataFrame) -> Diagnosis:
     n = int(conv["unexplained"].abs().sum())
     worst = left.reindex(left["unexplained"].abs().sort_values(ascending=False).index)
     examples = [
-        f"{r.experiment_key or r.experiment_id or '-'} / {r.variation_key or r.variation_id or '(no decision)'} / "
-        f"{r.event_key or '(visitors)'} {r.metric}: unexplained {r.unexplained:g}, model gap {r.model_gap:g}"
+        f"{_text(r.experiment_key, r.experiment_id, '-')} / {_text(r.variation_key, r.variation_id, '(no decision)')}"
+        f" / {_text(r.event_key, None, '(visitors)')} {r.metric}: unexplained {r.unexplained:g}, "
+        f"model gap {r.model_gap:g}"
         for r in worst.itertuples()
     ]
     detail = (f"{n} conversion(s) and {int(vis['unexplained'].abs().sum())} visitor(s) unexplained; "

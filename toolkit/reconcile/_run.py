@@ -116,6 +116,8 @@ def reconcile(
     from ._table import build_table
 
     table = build_table(pairs, first, expected.counts, results, datafile, tolerance)
+    short = table["metric"].isin(["total_conversions", "visitors"])
+    post_budget = int(table.loc[short, "post"].sum())
     codes = _row_diagnoses(pairs, first)
     table = table.merge(codes, on=ROW, how="left") if len(codes) else table.assign(codes=pd.NA)
     table["diagnoses"] = [";".join(x for x in (a, b) if isinstance(x, str) and x)
@@ -133,7 +135,7 @@ def reconcile(
     table = table[TABLE_COLUMNS + ["revenue_ratio"]].reset_index(drop=True)
 
     diagnoses: list[Diagnosis] = event_diagnoses(pairs, first, ledger.events, ledger.run, datafile, ledger.requests,
-                                                   quarantine_keys(quarantine, datafile))
+                                                   quarantine_keys(quarantine, datafile), post_budget)
     units = table[table["diagnoses"].str.contains("revenue_units", regex=False)]
     if len(units):
         n = int(pairs[pairs[ROW].apply(tuple, axis=1).isin(set(units[ROW].apply(tuple, axis=1)))]["uuid"].nunique())

@@ -156,9 +156,13 @@ def _first_decisions(decisions: pd.DataFrame) -> pd.DataFrame:
     return d.drop_duplicates(["visitor_id", "experiment_id"], keep="first")
 
 
-def e3_to_results(e3: E3Frames) -> pd.DataFrame:
+def e3_to_results(e3: E3Frames, datafile=None) -> pd.DataFrame:
     """Aggregate E3 into the RESULTS frame: visitors from first decisions, conversions attributed by
-    the events' ``experiments`` list, or (when the export lacks it) to a decision made before the event."""
+    the events' ``experiments`` list, or (when the export lacks it) to a decision made before the event.
+
+    E3 attributes every event of a bucketed visitor to their experiments; the Results API shows only
+    the experiment's metrics. With a ``datafile``, only events attached to the experiment (its
+    ``experimentIds``) are kept, as the results page would."""
     first = _first_decisions(e3.decisions)
     if first.empty:
         return empty_results()
@@ -171,6 +175,10 @@ def e3_to_results(e3: E3Frames) -> pd.DataFrame:
         conv = ev.merge(first[["visitor_id", "experiment_id", "variation_id", "timestamp"]],
                         on="visitor_id", suffixes=("", "_decision"))
         conv = conv[conv["timestamp_decision"] < conv["timestamp"]]
+    if datafile is not None:
+        attached = pd.DataFrame([(x, k) for k, e in datafile.events.items() for x in e.experiment_ids],
+                                columns=["experiment_id", "event_name"]).astype("string")
+        conv = conv.merge(attached, on=["experiment_id", "event_name"], how="inner")
     metrics = (
         conv.groupby(["experiment_id", "variation_id", "event_name"], dropna=False)
         .agg(event_id=("entity_id", "first"), unique_conversions=("visitor_id", "nunique"),

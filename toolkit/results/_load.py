@@ -62,16 +62,19 @@ def _read_text(p: Path) -> str:
 
 
 def _load_one(src: str, fmt: ResultsFormat, **http: Any) -> pd.DataFrame:
+    http = dict(http)
     if fmt == "e3":
         if _is_url(src):
             raise ResultsError(f"results {src}: E3 is read from a local folder; download the export first")
-        return e3_to_results(load_e3(src))
+        return e3_to_results(load_e3(src), http.get("datafile"))
     if _is_url(src):
         if fmt == "csv":
+            http.pop("datafile", None)
             text = _fetch_csv(src, **http)
             if text is None:
                 return empty_results()
             return parse_csv_results(text, experiment_id=experiment_id_from_name(src), source=f"results {src}")
+        http.pop("datafile", None)
         return fetch_api_results(src, **http)
     p = Path(src)
     text = _read_text(p)
@@ -109,6 +112,7 @@ def load_results(
     start_time: Any = None,
     end_time: Any = None,
     experiment_ids: Sequence[str] | None = None,
+    datafile=None,
 ) -> pd.DataFrame:
     """Load results into the normalized RESULTS frame (see ``toolkit.results.RESULTS``).
 
@@ -116,12 +120,13 @@ def load_results(
     ``.json`` / ``.csv`` results files, or a list of any of these. A URL may contain
     ``{experiment_id}``, expanded for each of ``experiment_ids``. The API token is read from the
     environment variable named ``token_env``; ``start_time`` / ``end_time`` go to the API as is.
+    ``datafile`` (optional) limits E3 aggregates to each experiment's metrics (see ``e3_to_results``).
     """
     if fmt is not None and fmt not in _FORMATS:
         raise ResultsError(f"results format {fmt!r}: use one of {', '.join(_FORMATS)}")
     items = [os.fspath(source)] if isinstance(source, str | os.PathLike) else [os.fspath(s) for s in source]
     frames: list[pd.DataFrame] = []
-    http = {"token_env": token_env, "start_time": start_time, "end_time": end_time}
+    http = {"token_env": token_env, "start_time": start_time, "end_time": end_time, "datafile": datafile}
     for src in _expand(items, experiment_ids):
         p = Path(src)
         if not _is_url(src) and p.is_dir() and not is_e3_root(p) and fmt != "e3":
