@@ -34,6 +34,7 @@ COLUMNS: dict[str, str] = {
                             "impression for one of them strictly earlier; null otherwise",
     "outcome": "mapped (conversions) or the quarantine reason (quarantined rows); null for impressions",
     "quarantine_reason": "quarantined rows: the reason code",
+    "detail": "quarantined rows: what was wrong (e.g. the near-miss key)",
     "source_row": "row / line in the export",
     "source_event_id": "the export's event id",
 }
@@ -109,6 +110,7 @@ def build_validation_frame(events: pd.DataFrame, quarantine: pd.DataFrame, dataf
         "has_earlier_decision": _earlier_decision(ev, datafile),
         "outcome": outcome,
         "quarantine_reason": pd.Series(pd.NA, index=ev.index, dtype="string"),
+        "detail": pd.Series(pd.NA, index=ev.index, dtype="string"),
         "source_row": ev["source_row"],
         "source_event_id": ev["source_event_id"],
     })
@@ -118,6 +120,7 @@ def build_validation_frame(events: pd.DataFrame, quarantine: pd.DataFrame, dataf
         "origin": pd.Series("quarantine", index=q.index, dtype="string"),
         "outcome": q["reason"],
         "quarantine_reason": q["reason"],
+        "detail": q["detail"],
         "source_row": q["source_row"],
         "source_event_id": q["source_event_id"],
     })

@@ -18,7 +18,7 @@ from .suites import ExpectationSpec, SuiteSpec, load_suites
 __all__ = ["run_suites", "validate_frame"]
 
 log = logging.getLogger(__name__)
-_ID_COLUMNS = ["source_row", "source_event_id", "kind", "key", "visitor_id"]
+_ID_COLUMNS = ["source_row", "source_event_id", "kind", "key", "visitor_id", "detail"]
 
 
 def run_suites(
@@ -83,7 +83,7 @@ def validate_frame(
     """Run ``suites`` over an already built validation frame (see :func:`run_suites`)."""
     import great_expectations as gx
 
-    from ._gx import build_gx_suite, quiet_context
+    from ._gx import build_gx_suite, gx_quiet_warnings, quiet_context
 
     context = quiet_context()
     batch_def = context.data_sources.add_pandas("toolkit").add_dataframe_asset("validation_frame") \
@@ -91,25 +91,26 @@ def validate_frame(
     outcomes: list[ExpectationOutcome] = []
     gx_results: list[Any] = []
     result_format = {"result_format": "SUMMARY", "partial_unexpected_count": max(settings.examples, 1)}
-    for suite in suites:
-        active = [e for e in suite.expectations if e.when is None or settings.condition(e.when)]
-        skipped = [e for e in suite.expectations if e not in active]
-        outcomes.extend(ExpectationOutcome.skipped(e) for e in skipped)
-        if not active:
-            continue
-        gx_suite = context.suites.add(build_gx_suite(suite.name, [e.as_dict() for e in active],
-                                                     where=f"suite file {suite.path}"))
-        vd = context.validation_definitions.add(gx.ValidationDefinition(name=suite.name, data=batch_def,
-                                                                        suite=gx_suite))
-        log.info("running suite %s (%d expectations, %d skipped) on %d rows", suite.name, len(active),
-                 len(skipped), len(frame))
-        result = vd.run(batch_parameters={"dataframe": frame}, expectation_parameters=params,
-                        result_format=result_format)
-        gx_results.append(result)
-        by_id = {e.id: spec for e, spec in zip(gx_suite.expectations, active, strict=True)}
-        for r in result.results:
-            spec = by_id[r.expectation_config.id]
-            outcomes.append(_outcome(frame, spec, r, settings.examples))
+    with gx_quiet_warnings():
+        for suite in suites:
+            active = [e for e in suite.expectations if e.when is None or settings.condition(e.when)]
+            skipped = [e for e in suite.expectations if e not in active]
+            outcomes.extend(ExpectationOutcome.skipped(e) for e in skipped)
+            if not active:
+                continue
+            gx_suite = context.suites.add(build_gx_suite(suite.name, [e.as_dict() for e in active],
+                                                         where=f"suite file {suite.path}"))
+            vd = context.validation_definitions.add(gx.ValidationDefinition(name=suite.name, data=batch_def,
+                                                                            suite=gx_suite))
+            log.debug("running suite %s (%d expectations, %d skipped) on %d rows", suite.name, len(active),
+                      len(skipped), len(frame))
+            result = vd.run(batch_parameters={"dataframe": frame}, expectation_parameters=params,
+                            result_format=result_format)
+            gx_results.append(result)
+            by_id = {e.id: spec for e, spec in zip(gx_suite.expectations, active, strict=True)}
+            for r in result.results:
+                spec = by_id[r.expectation_config.id]
+                outcomes.append(_outcome(frame, spec, r, settings.examples))
     order = {(s.name, e.index): n for n, (s, e) in enumerate((s, e) for s in suites for e in s.expectations)}
     outcomes.sort(key=lambda o: order[(o.suite, o.index)])
     counts = frame["origin"].value_counts().to_dict() if len(frame) else {}
