@@ -1,0 +1,18 @@
+"""The replay benchmark at a tiny size, so its code cannot rot (no speed assertion here:
+figures belong to `make bench`)."""
+
+from __future__ import annotations
+
+from tests.benchmarks.bench_replay import run_replay_bench
+from toolkit.ledger import read_ledger
+
+
+def test_replay_benchmark_runs_end_to_end_at_tiny_size(tmp_path):
+    result = run_replay_bench(tmp_path, events=400, sdk_events=50, concurrency=2)
+    assert result.events > 0 and result.delivered == result.events
+    assert result.sdk_events == 50
+    # the sink saw exactly what the three paths sent: nothing lost, nothing invented
+    assert result.sink_events == result.expected_sink_events
+    assert min(result.toolkit_eps, result.sdk_eps, result.ceiling_eps) > 0
+    assert len(result.lines()) == 4 and "x (target >= 20x)" in result.lines()[3]
+    assert set(read_ledger(tmp_path / "bench.sqlite").events["status"]) == {"delivered"}
