@@ -166,3 +166,20 @@ def test_kill_9_then_resume_loses_nothing_and_resends_only_in_flight_bodies(
     # nothing finished before the kill was sent again
     done_before = set(led.batches.loc[led.batches["status"] == "delivered", "batch_id"])
     assert not done_before & {rec.batch_id for rec in received_after}
+
+
+def test_replay_maps_an_export_then_delivers(tmp_path, monkeypatch, capsys):
+    from toolkit.sample import generate_sample
+
+    generate_sample(tmp_path / "s", events=300, seed=3)
+    cfg = json.loads((tmp_path / "s" / "config.json").read_text())
+    monkeypatch.setenv("OPTIMIZELY_SDK_KEY", cfg["config"]["sdk_key"])
+    with EventServer() as server:
+        rc = main(["replay", "--export", str(tmp_path / "s" / "export.jsonl"), "--config", str(tmp_path / "s" / "config.json"),
+                   "--datafile", str(tmp_path / "s" / "datafile.json"), "--endpoint", server.url,
+                   "--ledger", str(tmp_path / "l.sqlite"), "--no-progress", "--decisions", "none"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and len(out) == 1 and out[0].startswith("replay: mapped 30")
+    led = read_ledger(tmp_path / "l.sqlite")
+    assert set(led.events["kind"]) == {"conversion"} and led.run["decisions"] == "none"
+    assert set(server.uuid_counts()) == set(led.events["uuid"])

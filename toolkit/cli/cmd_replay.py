@@ -110,11 +110,15 @@ def _open_ledger(args: argparse.Namespace, cfg, df):
     return book, df.revision
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress and not args.quiet and sys.stderr.isatty()
+
+
 def _load_events(args: argparse.Namespace, df):
     if args.events:
         from ..events_io import read_events_jsonl
 
-        return read_events_jsonl(args.events)
+        return read_events_jsonl(args.events), ""
     from ..mapping import map_export
 
     blueprint = None
@@ -123,11 +127,10 @@ def _load_events(args: argparse.Namespace, df):
 
         blueprint = load_blueprint(args.blueprint)
     out = map_export(args.export, df, blueprint=blueprint, identity=args.identity, decisions=args.decisions,
-                     fmt=args.fmt, progress=not args.no_progress)
+                     fmt=args.fmt, progress=_progress(args))
     s = out.summary
-    print(f"mapped {s.rows_in} rows: {s.mapped} mapped, {s.skipped} skipped, {s.quarantined} quarantined",
-          file=sys.stdout)
-    return out.events
+    note = f"mapped {s.rows_in} rows ({s.mapped} mapped, {s.skipped} skipped, {s.quarantined} quarantined); "
+    return out.events, note
 
 
 def run(args: argparse.Namespace, redactor: Redactor) -> int:
@@ -145,17 +148,17 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
         unsendable[reason.value] = unsendable.get(reason.value, 0) + len(rows)
 
     try:
-        events = _load_events(args, df)
+        events, note = _load_events(args, df)
         bodies = iter_bodies(events, account_id=cfg.account_id, project_id=cfg.project_id, revision=revision,
                              anonymize_ip=df.anonymize_ip, bot_filtering=df.bot_filtering,
                              max_bytes=args.max_body_bytes or DEFAULT_MAX_BYTES, on_reject=on_reject)
         report = deliver(bodies, endpoint=endpoint, ledger=book, strict=args.strict, concurrency=args.concurrency,
                          max_rps=args.max_rps, timeout=args.timeout, retry=RetryPolicy(max_attempts=args.max_attempts),
-                         dry_run=args.dry_run, progress=not args.no_progress and sys.stderr.isatty(),
+                         dry_run=args.dry_run, progress=_progress(args),
                          total_events=len(events))
     finally:
         book.close()
-    line = f"replay: {report.summary_line()}; ledger {book.path}"
+    line = f"replay: {note}{report.summary_line()}; ledger {book.path}"
     if unsendable:
         line += "; not sendable: " + ", ".join(f"{n} {reason}" for reason, n in sorted(unsendable.items()))
     print(redactor.clean(line), file=sys.stdout)
