@@ -178,11 +178,14 @@ def _write_data_docs(results: list[Any], docs: Path) -> dict[str, str]:
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
 
+    from ._gx import gx_quiet_warnings
+
     renderer, view = ValidationResultsPageRenderer(), DefaultJinjaPageView()
     pages: dict[str, str] = {}
-    for res in results:
-        name = res.suite_name
-        fname = f"{name}.html"
-        (docs / fname).write_text(view.render(renderer.render(res)), encoding="utf-8")
-        pages[name] = fname
+    with gx_quiet_warnings():
+        for res in results:
+            name = res.suite_name
+            fname = f"{name}.html"
+            (docs / fname).write_text(view.render(renderer.render(res)), encoding="utf-8")
+            pages[name] = fname
     return pages
