@@ -37,7 +37,7 @@ from .errors import ExportError
 from .events_io import write_events_jsonl
 from .identity import Identity, IdentityGraph, as_identity, event_uuids, resolve_visitor_ids, stable_uuid
 from .money import minor_units
-from .payload import DEFAULT_MAX_BYTES, BodyHeader, event_body_sizes
+from .payload import DEFAULT_MAX_BYTES, BodyHeader, event_body_sizes, gc_paused
 
 __all__ = [
     "MapResult",
@@ -117,6 +117,13 @@ def _parse_props(texts: list) -> tuple[list[dict], int]:
     return out, bad
 
 
+def _map_unique(s: pd.Series, fn) -> pd.Series:
+    """``s.map(fn)`` computed once per distinct value (event names repeat a lot)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    mapped = np.array([fn(u) for u in uniques.tolist()] + [None], dtype=object)
+    return pd.Series(mapped[codes], index=s.index, dtype="string")
+
+
 def _parse_values(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """value_raw -> (Float64, detail of the invalid ones)."""
     num = pd.to_numeric(raw, errors="coerce").astype("Float64")
@@ -140,6 +147,13 @@ def map_events(
 ) -> MapResult:
     """Map one chunk of NORMALIZED rows. ``activations=False`` (``--decisions none``) skips the
     activation events (counted as ``activation_not_sent``) instead of sending impressions."""
+    with gc_paused():  # per-row tags and uuids: many small objects, no cycles
+        return _map_events(normalized, datafile, blueprint, identity=identity, activations=activations,
+                           max_bytes=max_bytes)
+
+
+def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Blueprint, *,
+                identity: str | Identity, activations: bool, max_bytes: int) -> MapResult:
     f = conform(normalized, NORMALIZED).reset_index(drop=True)
     n = len(f)
     reason = pd.Series(pd.NA, index=f.index, dtype="string")
@@ -165,7 +179,7 @@ def map_events(
         skipped[SkipRule.ACTIVATIONS_OFF.value] += int((is_act & reason.isna()).sum())
         live = live & ~is_act
         is_act = is_act & False
-    keys = name.map(lambda s: blueprint.key_for(s), na_action="ignore").astype("string")
+    keys = _map_unique(name, blueprint.key_for)
     ignored = live & ~is_act & name.notna() & keys.isna() & reason.isna()
     skipped[SkipRule.BLUEPRINT_IGNORE.value] += int(ignored.sum())
     live = live & ~ignored
@@ -184,7 +198,7 @@ def map_events(
             texts[k] = (f"event key {k!r} is not in the datafile (revision {datafile.revision}); keys are "
                         f"case-sensitive" + (f": did you mean `{hint}`?" if hint else
                                              ": create it in Optimizely or map it in the blueprint"))
-        fail(not_in, Reason.KEY_NOT_IN_DATAFILE, keys.map(texts).astype("string"))
+        fail(not_in, Reason.KEY_NOT_IN_DATAFILE, _map_unique(keys, texts.get))
 
     # revenue (only on revenue events), value
     conv = live & ~is_act & reason.isna()
@@ -209,8 +223,8 @@ def map_events(
     value, vdetail = _parse_values(f["value_raw"].astype("string"))
     fail(conv & vdetail.notna(), Reason.INVALID_VALUE, vdetail)
 
-    uuids = event_uuids(f)
     ok = live & reason.isna()
+    uuids = event_uuids(f[ok.to_numpy()])  # index-aligned with f
     act_ok = ok & is_act
     conv_ok = ok & ~is_act
     props_all, bad_props = _parse_props(f.loc[ok, "properties"].astype(object).where(f.loc[ok, "properties"].notna(),
@@ -221,7 +235,7 @@ def map_events(
     # impressions
     imp_idx = f.index[act_ok.to_numpy()]
     imp, imp_fail, imp_warn = map_activations([props_of[i] for i in imp_idx], imp_idx,
-                                              uuids[act_ok].tolist(), datafile, blueprint)
+                                              uuids[imp_idx].tolist(), datafile, blueprint)
     warnings.update(imp_warn)
     for code in (Reason.UNKNOWN_EXPERIMENT, Reason.UNKNOWN_VARIATION):
         m = pd.Series(False, index=f.index)
@@ -241,7 +255,7 @@ def map_events(
         "kind": pd.Series("conversion", index=c_idx, dtype="string"),
         "uuid": uuids[c_idx],
         "key": keys[c_idx],
-        "entity_id": keys[c_idx].map(event_ids).astype("string"),
+        "entity_id": _map_unique(keys[c_idx], event_ids.get),
         "revenue": revenue[c_idx],
         "value": value[c_idx],
         "tags": pd.Series(tags, index=c_idx, dtype="string"),

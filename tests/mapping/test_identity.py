@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from toolkit.contracts import Reason
 from toolkit.identity import POLICIES, Identity, IdentityGraph, event_uuids, resolve_visitor_ids
@@ -85,3 +89,10 @@ def test_event_uuids_without_id_depend_on_content_only():
     c = dict(a, timestamp=6)
     u = event_uuids(frame([a, b, c])).tolist()
     assert u[0] == u[1] != u[2]
+
+
+@given(name=st.text(max_size=80))
+def test_fast_uuid5_equals_the_standard_library(name):
+    from toolkit.identity import NAMESPACE, _uuid5
+
+    assert _uuid5(NAMESPACE, name) == str(uuid.uuid5(NAMESPACE, name))
