@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from ..contracts import NORMALIZED, QUARANTINE, Reason
 
@@ -128,11 +129,18 @@ def _as_dict(v: Any) -> dict | None:
     if v is None:
         return {}
     if isinstance(v, str | bytes):
-        if not v.strip():
-            return {}
-        parsed = parse_json(v)
+        try:
+            parsed = orjson.loads(v)
+        except orjson.JSONDecodeError:
+            if not v.strip():
+                return {}
+            parsed = parse_json(v)
         return parsed if type(parsed) is dict else None
     return None
+
+
+def _texts(values: list[Any]) -> list[str | None]:
+    return [None if v is None else money_text(v) for v in values]
 
 
 def _extract(dicts: list[dict], revenue_keys: Sequence[str]) -> dict[str, list[Any]]:
@@ -150,15 +158,29 @@ def _extract(dicts: list[dict], revenue_keys: Sequence[str]) -> dict[str, list[A
             rev.append(None)
             src.append(None)
     cur = [d.get("currency") for d in dicts]
-    cur = [(c.strip().upper() or None) if type(c) is str else money_text(c) for c in cur]
+    cur = [c if c is None else (c.strip().upper() or None) if type(c) is str else money_text(c) for c in cur]
+    try:
+        props = [orjson.dumps(d, option=_DUMP_OPTS).decode() for d in dicts]
+    except TypeError:  # Decimal, bytes, huge integers: the careful path
+        props = [_dumps(d) for d in dicts]
+    qty = [d.get("quantity") for d in dicts]
     return {
-        "properties": [_dumps(d) for d in dicts],
+        "properties": props,
         "revenue_raw": rev,
         "revenue_source": src,
         "currency": cur,
-        "value_raw": [money_text(d.get("value")) for d in dicts],
-        "quantity": [_quantity(d.get("quantity")) for d in dicts],
+        "value_raw": _texts([d.get("value") for d in dicts]),
+        "quantity": [None if q is None else _quantity(q) for q in qty],
     }
+
+
+def string_array(values: list[Any]) -> pd.api.extensions.ExtensionArray:
+    """A list of str/None as a pandas string array (built by Arrow: much faster than pd.array)."""
+    return pd.array(pa.array(values, type=pa.string()).to_pandas(types_mapper=_as_string_dtype))
+
+
+def _as_string_dtype(t: pa.DataType):
+    return pd.StringDtype() if pa.types.is_string(t) else None
 
 
 def _quarantine_frame(rows: list[tuple[int | None, str | None, str, str]]) -> pd.DataFrame:
@@ -198,7 +220,7 @@ def finish(raw: RawColumns, revenue_keys: Sequence[str]) -> ExportChunk:
         out[c] = arr if all_kept else arr[keep]
     out["timestamp"] = pd.array(raw.ts_ms if all_kept else raw.ts_ms[keep], dtype="Int64")
     for c, vals in extracted.items():
-        out[c] = pd.array(vals, dtype=NORMALIZED[c])
+        out[c] = string_array(vals) if NORMALIZED[c] == "string" else pd.array(vals, dtype=NORMALIZED[c])
     out["source_row"] = pd.array(raw.source_row if all_kept else raw.source_row[keep], dtype="Int64")
     events = pd.DataFrame(out)[list(NORMALIZED)]
     quarantine = _quarantine_frame(rejected)

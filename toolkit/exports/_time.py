@@ -19,6 +19,7 @@ __all__ = ["epoch_ms", "epoch_ms_strings", "epoch_ms_numbers", "epoch_ms_arrow"]
 
 _SECONDS_BELOW = 1e11
 _NUMERIC = r"[+-]?\d+(?:\.\d*)?"
+_ISO_ZONED = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 
 
 def epoch_ms_numbers(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,21 +33,43 @@ def epoch_ms_numbers(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.floor(np.round(np.where(ok, ms, 0.0), 3)).astype("int64"), ok
 
 
-def epoch_ms_strings(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _fast_iso(arr: pa.Array | pa.ChunkedArray, ms: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Arrow's C parser for the usual ``YYYY-MM-DDTHH:MM:SS[.fff](Z|+hh:mm)`` form (20x pandas);
+    returns the positions it handled. Any value it refuses sends the lot to the general path."""
+    fast = pc.fill_null(pc.match_substring_regex(arr, _ISO_ZONED), False)
+    mask = np.asarray(fast.to_numpy(zero_copy_only=False), dtype=bool)
+    if not mask.any():
+        return mask
+    try:
+        parsed = pc.cast(pc.cast(arr.filter(fast), pa.timestamp("ms", tz="UTC"), safe=False), pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return np.zeros(len(arr), dtype=bool)
+    ms[mask] = np.asarray(parsed.to_numpy(zero_copy_only=False), dtype="int64")
+    ok[mask] = True
+    return mask
+
+
+def epoch_ms_strings(strings: pa.Array | pa.ChunkedArray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Strings (nulls allowed) -> (ms int64, ok): ISO 8601, or digits read as epoch s / ms."""
-    s = s.astype("string").str.strip()
+    arr = pa.array(strings, type=pa.string()) if isinstance(strings, pd.Series) else strings
+    n = len(arr)
+    ms = np.zeros(n, dtype="int64")
+    ok = np.zeros(n, dtype=bool)
+    done = _fast_iso(arr, ms, ok)
+    if done.all():
+        return ms, ok
+    todo = np.flatnonzero(~done)  # the unusual spellings: pandas' general ISO 8601 parser, digits
+    s = pd.Series(arr.take(pa.array(todo, type=pa.int64())).to_pylist(), dtype="string").str.strip()
     numeric = s.str.fullmatch(_NUMERIC).fillna(False).to_numpy(dtype=bool)
-    ms = np.zeros(len(s), dtype="int64")
-    ok = np.zeros(len(s), dtype=bool)
     if numeric.any():
         nums = pd.to_numeric(s[numeric], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        ms[numeric], ok[numeric] = epoch_ms_numbers(nums)
+        ms[todo[numeric]], ok[todo[numeric]] = epoch_ms_numbers(nums)
     rest = ~numeric
     if rest.any():
         dt = pd.to_datetime(s[rest], utc=True, format="ISO8601", errors="coerce")
         good = dt.notna().to_numpy(dtype=bool)
         vals = dt.dt.as_unit("ms").to_numpy(dtype="datetime64[ms]").astype("int64")
-        idx = np.flatnonzero(rest)
+        idx = todo[rest]
         ms[idx[good]] = vals[good]
         ok[idx[good]] = True
     return ms, ok
@@ -61,7 +84,7 @@ def epoch_ms(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     str_idx = [i for i, k in enumerate(kinds) if k is str]
     num_idx = [i for i, k in enumerate(kinds) if k is int or k is float]
     if str_idx:
-        strings = pd.Series([values[i] for i in str_idx], dtype="string")
+        strings = pa.array(values if len(str_idx) == n else [values[i] for i in str_idx], type=pa.string())
         ms[str_idx], ok[str_idx] = epoch_ms_strings(strings)
     if num_idx:
         nums = np.array([float(values[i]) for i in num_idx], dtype="float64")
@@ -80,9 +103,5 @@ def epoch_ms_arrow(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndar
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         floats = pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
         return epoch_ms_numbers(np.asarray(floats, dtype="float64"))
-    strings = pc.cast(col, pa.string()) if not pa.types.is_string(t) else col
-    return epoch_ms_strings(strings.to_pandas(types_mapper=_string_mapper))
+    return epoch_ms_strings(pc.cast(col, pa.string()) if not pa.types.is_string(t) else col)
 
-
-def _string_mapper(t: pa.DataType):
-    return pd.StringDtype() if pa.types.is_string(t) or pa.types.is_large_string(t) else None
