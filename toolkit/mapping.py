@@ -447,8 +447,10 @@ def map_export(
                 graph.add(chunk.events)
             res = map_events(chunk.events, datafile, blueprint, identity=ident,
                              activations=decisions != "none", max_bytes=max_bytes)
-            quarantine = pd.concat([conform(chunk.quarantine, QUARANTINE), res.quarantine], ignore_index=True) \
-                if len(chunk.quarantine) else res.quarantine
+            quarantine = res.quarantine
+            if len(chunk.quarantine):  # the loader's rejects and ours, in export order
+                quarantine = pd.concat([conform(chunk.quarantine, QUARANTINE), res.quarantine], ignore_index=True)
+                quarantine = quarantine.sort_values("source_row", kind="stable").reset_index(drop=True)
             mapped += len(res.events)
             by_reason.update(quarantine["reason"].value_counts().to_dict())
             by_skip.update(res.skipped)
