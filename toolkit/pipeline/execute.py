@@ -37,6 +37,9 @@ def notebooks_dir() -> Path:
 def record_stage(run_dir: str | Path, name: str, *, exit_code: int, headline: str, **details: Any) -> dict:
     """Called by each notebook at its end: what the stage concluded, for summary.json."""
     status = {0: "ok", 1: "problems"}.get(exit_code, "error")
+    reserved = {"stage", "exit_code", "status", "headline", "seconds", "html"} & set(details)
+    if reserved:
+        raise ValueError(f"record_stage: {', '.join(sorted(reserved))} are reserved names")
     record = {"stage": name, "exit_code": exit_code, "status": status, "headline": headline, **details}
     Path(run_dir, f"stage_{name}.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
     return record

@@ -118,7 +118,7 @@ def load_run_settings(path: str | Path, overrides: list[str] | None = None) -> R
     clean: dict[str, Any] = {}
     for name, raw in values.items():
         v = _coerce(name, raw, types[name])
-        if name in _PATH_FIELDS and v and "://" not in v:
+        if name in _PATH_FIELDS and v and "://" not in v and v != "sandbox":
             v = str((p.parent / v).resolve()) if not Path(v).is_absolute() else v
         clean[name] = v
     if clean.get("decisions", "export") not in ("export", "bucket", "none"):
