@@ -172,15 +172,15 @@ def _pick_decision(
     first_reason: str | None = DropReason.NO_DECISION
     chosen: dict | None = None
     for j, d in enumerate(decisions):
-        dpath = f"{path}.decisions[{j}]"
-        if not isinstance(d, dict):
-            problems.add(dpath, f"expected an object, got {_kind(d)}")
+        if type(d) is not dict:
+            problems.add(f"{path}.decisions[{j}]", f"expected an object, got {_kind(d)}")
             continue
-        ids = [_str_field(d, n, dpath, problems) for n in ("campaign_id", "experiment_id", "variation_id")]
-        if None in ids:
+        campaign_id, experiment_id, variation_id = d.get("campaign_id"), d.get("experiment_id"), d.get("variation_id")
+        if type(campaign_id) is not str or type(experiment_id) is not str or type(variation_id) is not str:
+            for name in ("campaign_id", "experiment_id", "variation_id"):
+                _str_field(d, name, f"{path}.decisions[{j}]", problems)
             continue
-        campaign_id, experiment_id, variation_id = ids
-        exp = catalog.experiments.get(experiment_id)  # type: ignore[arg-type]
+        exp = catalog.experiments.get(experiment_id)
         reason = None
         if exp is None:
             reason = DropReason.UNKNOWN_EXPERIMENT
@@ -213,66 +213,65 @@ def check_body(body: dict[str, Any], catalog: Catalog, *, received_at: float) ->
     add_conversion = out.conversions.append
     dumps = orjson.dumps
 
-    def drop(path: str, ev: dict, reason: str) -> None:
+    def drop(at: tuple[int, int, int], ev: dict, reason: str) -> None:
         out.dropped[reason] += 1
         if len(out.bad) < MAX_PROBLEMS:
-            out.bad.append({"path": path, "uuid": ev.get("uuid"), "key": ev.get("key"),
+            out.bad.append({"path": _path(*at), "uuid": ev.get("uuid"), "key": ev.get("key"),
                             "entity_id": ev.get("entity_id"), "reason": str(reason)})
 
     for i, visitor in enumerate(body["visitors"]):
-        vpath = f"visitors[{i}]"
-        if not isinstance(visitor, dict):
-            problems.add(vpath, f"expected an object, got {_kind(visitor)}")
+        if type(visitor) is not dict:
+            problems.add(f"visitors[{i}]", f"expected an object, got {_kind(visitor)}")
             continue
-        visitor_id = _str_field(visitor, "visitor_id", vpath, problems)
+        visitor_id = visitor.get("visitor_id")
+        if type(visitor_id) is not str:
+            _str_field(visitor, "visitor_id", f"visitors[{i}]", problems)
+            visitor_id = None
         attributes = visitor.get("attributes")
-        if attributes is not None and not isinstance(attributes, list):
-            problems.add(f"{vpath}.attributes", f"expected an array, got {_kind(attributes)}")
+        if attributes is not None and type(attributes) is not list:
+            problems.add(f"visitors[{i}].attributes", f"expected an array, got {_kind(attributes)}")
         attrs_blob = dumps(attributes) if attributes else None
         snapshots = visitor.get("snapshots")
-        if not isinstance(snapshots, list):
-            problems.add(f"{vpath}.snapshots", "missing" if snapshots is None else f"expected an array, got {_kind(snapshots)}")
+        if type(snapshots) is not list:
+            problems.add(f"visitors[{i}].snapshots",
+                         "missing" if snapshots is None else f"expected an array, got {_kind(snapshots)}")
             continue
         for s, snap in enumerate(snapshots):
-            spath = f"{vpath}.snapshots[{s}]"
-            if not isinstance(snap, dict):
-                problems.add(spath, f"expected an object, got {_kind(snap)}")
+            if type(snap) is not dict:
+                problems.add(_path(i, s), f"expected an object, got {_kind(snap)}")
                 continue
             decisions = snap.get("decisions")
-            if decisions is not None and not isinstance(decisions, list):
-                problems.add(f"{spath}.decisions", f"expected an array, got {_kind(decisions)}")
+            if decisions is not None and type(decisions) is not list:
+                problems.add(f"{_path(i, s)}.decisions", f"expected an array, got {_kind(decisions)}")
                 decisions = None
             events = snap.get("events")
-            if not isinstance(events, list):
-                problems.add(f"{spath}.events", "missing" if events is None else f"expected an array, got {_kind(events)}")
+            if type(events) is not list:
+                problems.add(f"{_path(i, s)}.events",
+                             "missing" if events is None else f"expected an array, got {_kind(events)}")
                 continue
             for e, ev in enumerate(events):
-                epath = f"{spath}.events[{e}]"
-                if not isinstance(ev, dict):
-                    problems.add(epath, f"expected an object, got {_kind(ev)}")
+                if type(ev) is not dict:
+                    problems.add(_path(i, s, e), f"expected an object, got {_kind(ev)}")
                     continue
-                entity_id = _str_field(ev, "entity_id", epath, problems)
-                key = _str_field(ev, "key", epath, problems)
-                uuid = _str_field(ev, "uuid", epath, problems)
+                entity_id = ev.get("entity_id")
+                key = ev.get("key")
+                uuid = ev.get("uuid")
                 ts = ev.get("timestamp")
-                if type(ts) is not int or not 0 <= ts <= _INT64:
-                    problems.add(f"{epath}.timestamp", "missing" if ts is None else
-                                 f"expected an integer (epoch milliseconds), got {_kind(ts)}")
-                    continue
                 tags = ev.get("tags")
-                if tags is not None and not isinstance(tags, dict):
-                    problems.add(f"{epath}.tags", f"expected an object, got {_kind(tags)}")
+                if (type(entity_id) is not str or type(key) is not str or type(uuid) is not str
+                        or type(ts) is not int or not 0 <= ts <= _INT64 or (tags is not None and type(tags) is not dict)):
+                    _event_problems(ev, _path(i, s, e), problems)
                     continue
-                if visitor_id is None or entity_id is None or key is None or uuid is None:
+                if visitor_id is None:
                     continue
                 out.n_events += 1
                 if key == CAMPAIGN_ACTIVATED:
                     if entity_id not in catalog.campaigns:
-                        drop(epath, ev, DropReason.UNKNOWN_CAMPAIGN)
+                        drop((i, s, e), ev, DropReason.UNKNOWN_CAMPAIGN)
                         continue
-                    d, reason = _pick_decision(decisions or [], entity_id, catalog, spath, problems)
+                    d, reason = _pick_decision(decisions or [], entity_id, catalog, _path(i, s), problems)
                     if d is None:
-                        drop(epath, ev, reason or DropReason.NO_DECISION)
+                        drop((i, s, e), ev, reason or DropReason.NO_DECISION)
                         continue
                     meta = d.get("metadata") if isinstance(d.get("metadata"), dict) else {}
                     enabled = meta.get("enabled")
@@ -287,18 +286,18 @@ def check_body(body: dict[str, Any], catalog: Catalog, *, received_at: float) ->
                     continue
                 wanted = event_ids.get(key)
                 if wanted is None:
-                    drop(epath, ev, DropReason.KEY_NOT_IN_DATAFILE)
+                    drop((i, s, e), ev, DropReason.KEY_NOT_IN_DATAFILE)
                     continue
                 if entity_id != wanted:
-                    drop(epath, ev, DropReason.ENTITY_ID_MISMATCH)
+                    drop((i, s, e), ev, DropReason.ENTITY_ID_MISMATCH)
                     continue
                 revenue = ev.get("revenue")
                 if revenue is not None and (type(revenue) is not int or abs(revenue) > _INT64):
-                    drop(epath, ev, DropReason.INVALID_REVENUE)
+                    drop((i, s, e), ev, DropReason.INVALID_REVENUE)
                     continue
                 value = ev.get("value")
                 if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
-                    drop(epath, ev, DropReason.INVALID_VALUE)
+                    drop((i, s, e), ev, DropReason.INVALID_VALUE)
                     continue
                 add_conversion((
                     entity_id, uuid, ts, key, visitor_id, revenue,
@@ -309,6 +308,30 @@ def check_body(body: dict[str, Any], catalog: Catalog, *, received_at: float) ->
     if problems:
         raise BodyError(f"invalid body: {len(problems)} problem(s)", list(problems))
     return out
+
+
+def _path(i: int, s: int | None = None, e: int | None = None) -> str:
+    path = f"visitors[{i}]"
+    if s is not None:
+        path += f".snapshots[{s}]"
+    if e is not None:
+        path += f".events[{e}]"
+    return path
+
+
+def _event_problems(ev: dict, path: str, problems: _Problems) -> None:
+    """Every type problem of one event (the slow path: only for a bad event)."""
+    for name in ("entity_id", "key", "uuid"):
+        _str_field(ev, name, path, problems)
+    ts = ev.get("timestamp")
+    if type(ts) is not int:
+        problems.add(f"{path}.timestamp", "missing" if ts is None else
+                     f"expected an integer (epoch milliseconds), got {_kind(ts)}")
+    elif not 0 <= ts <= _INT64:
+        problems.add(f"{path}.timestamp", "out of range (epoch milliseconds, 0 .. 2**63-1)")
+    tags = ev.get("tags")
+    if tags is not None and type(tags) is not dict:
+        problems.add(f"{path}.tags", f"expected an object, got {_kind(tags)}")
 
 
 def _opt_str(v: Any) -> str | None:

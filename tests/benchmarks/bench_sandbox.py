@@ -1,0 +1,126 @@
+"""Sandbox ingest speed: 1000-event bodies, target >= 100k events/s on a 2-core machine.
+
+Two rows: over HTTP (the sandbox as its own process, ``toolkit sandbox``, fed by two keep-alive
+client threads in this process: the figure a replay sees) and in-process (validation + SQLite,
+no HTTP: the sandbox's own cost). The HTTP row also reports the server's CPU seconds, so a
+loaded machine can be told apart from a slow server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import psutil
+import pytest
+import requests
+
+from tests.benchmarks.harness import BenchRow, measure
+from toolkit.datafile import load_datafile
+from toolkit.sandbox import Catalog, Store, check_body, decode_body
+
+pytestmark = pytest.mark.bench
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "datafile.json"
+TARGET = 100_000  # events/s
+
+
+def _body(b: int, visitors: int = 100, per_visitor: int = 10) -> bytes:
+    """1000 events: per visitor one impression and nine purchases with revenue and tags."""
+    vis = []
+    for v in range(visitors):
+        vid = f"b{b}-v{v}"
+        snaps = [{"decisions": [{"campaign_id": "60001", "experiment_id": "50001",
+                                 "variation_id": "70001" if v % 2 else "70002",
+                                 "metadata": {"flag_key": "new_checkout", "rule_key": "checkout_flow",
+                                              "rule_type": "feature-test", "variation_key": "x", "enabled": True}}],
+                  "events": [{"entity_id": "60001", "key": "campaign_activated", "timestamp": 1_700_000_000_000 + v,
+                              "uuid": f"{vid}-i"}]}]
+        for k in range(per_visitor - 1):
+            snaps.append({"events": [{"entity_id": "40001", "key": "purchase", "timestamp": 1_700_000_001_000 + k,
+                                      "uuid": f"{vid}-c{k}", "revenue": 1999,
+                                      "tags": {"revenue": 1999, "currency": "EUR"}}]})
+        vis.append({"visitor_id": vid, "attributes": [{"entity_id": "20001", "key": "country", "type": "custom",
+                                                       "value": "GB"}], "snapshots": snaps})
+    return orjson.dumps({"account_id": "12345678", "project_id": "98765432", "revision": "42",
+                         "client_name": "bench", "client_version": "0", "anonymize_ip": True,
+                         "enrich_decisions": True, "visitors": vis})
+
+
+def _scale(request) -> int:
+    return 10 if request.config.getoption("--bench-scale") == "tiny" else 200  # bodies per repeat
+
+
+def test_ingest_in_process(bench, request, tmp_path):
+    n = _scale(request)
+    bodies = [_body(i) for i in range(n)]
+    catalog = Catalog.from_datafile(load_datafile(FIXTURE))
+    runs = iter(range(100))
+
+    def ingest() -> None:
+        store = Store(tmp_path / f"run{next(runs)}")
+        for data in bodies:
+            p = check_body(decode_body(data, "application/json"), catalog, received_at=time.time())
+            store.ingest(p.decisions, p.conversions, {"events.received": p.n_events})
+        store.close()
+
+    m = measure(ingest, repeat=3)
+    rate = n * 1000 / m.median
+    bench.add(BenchRow("sandbox ingest, in-process (validate+SQLite)", rate, TARGET, "events/s",
+                       "target 100k events/s", ">= 1x", rate >= TARGET, spread=m.spread,
+                       notes=f"{n} bodies x 1000 events; load {os.getloadavg()[0]:.1f}"))
+
+
+def test_ingest_over_http(bench, request, tmp_path):
+    n = _scale(request)
+    bodies = [_body(i) for i in range(n)]
+    cfg = tmp_path / "install.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "-q", "sandbox", "--port", "0", "--data", str(tmp_path / "state"),
+         "--datafile", str(FIXTURE), "--config-out", str(cfg)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in proc.stdout:
+            if line.startswith("Ctrl-C"):
+                break
+        url = json.loads(cfg.read_text())["config"]["event_endpoint"]
+        admin = url.replace("/v1/events", "/admin")
+        server = psutil.Process(proc.pid)
+
+        def send(chunk: list[bytes]) -> None:
+            with requests.Session() as s:
+                for data in chunk:
+                    r = s.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=60)
+                    assert r.status_code == 204, r.text
+
+        cpu: list[float] = []
+
+        def run() -> None:
+            requests.post(f"{admin}/reset", timeout=60)
+            c0 = sum(server.cpu_times()[:2])
+            threads = [threading.Thread(target=send, args=(bodies[i::2],)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            requests.get(f"{admin}/stats", timeout=60)  # waits for the writer: every event stored
+            cpu.append(sum(server.cpu_times()[:2]) - c0)
+
+        m = measure(run, repeat=3)
+        stats = requests.get(f"{admin}/stats", timeout=60).json()
+        assert stats["events_stored"] == n * 1000
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    rate = n * 1000 / m.median
+    server_cpu_rate = n * 1000 / sorted(cpu)[len(cpu) // 2]
+    bench.add(BenchRow("sandbox ingest over HTTP (1000-event bodies)", rate, TARGET, "events/s",
+                       "target 100k events/s", ">= 1x", rate >= TARGET, spread=m.spread,
+                       notes=f"server CPU-bound rate {server_cpu_rate:,.0f} events/s; load {os.getloadavg()[0]:.1f}",
+                       extra={"server_cpu_rate": server_cpu_rate}))
