@@ -53,8 +53,9 @@ class StageContext:
 
     @cached_property
     def datafile(self) -> Datafile:
-        return load_datafile(self.settings.datafile or None, config=self.config,
-                             cache_dir=self.run_dir / ".cache")
+        # "{sdk_key}" in the setting is filled in here, so the key never becomes a parameter.
+        source = self.settings.datafile.replace("{sdk_key}", self.config.sdk_key.reveal()) or None
+        return load_datafile(source, config=self.config, cache_dir=self.run_dir / ".cache")
 
     def path(self, name: str) -> Path:
         return self.run_dir / name
