@@ -160,6 +160,18 @@ def sandbox_for(ctx: StageContext):
 # --------------------------------------------------------------------------------------- replay
 
 
+def _set_aside(ledger: Path) -> None:
+    """Re-running stage 03 in the same folder starts a new ledger; the old one is kept aside."""
+    if not ledger.exists():
+        return
+    stamp = int(ledger.stat().st_mtime)
+    for suffix in ("", "-wal", "-shm"):
+        old = Path(str(ledger) + suffix)
+        if old.exists():
+            old.rename(ledger.with_name(f"{ledger.stem}.{stamp}{ledger.suffix}{suffix}"))
+    log.info("an earlier ledger in %s was kept as %s.%s%s", ledger.parent, ledger.stem, stamp, ledger.suffix)
+
+
 @dataclass
 class ReplayStage:
     report: Any  # toolkit.delivery.DeliveryReport
@@ -174,6 +186,7 @@ def run_replay(ctx: StageContext, *, progress: bool = True) -> ReplayStage:
 
     s = ctx.settings
     events = read_events_jsonl(ctx.events_path)
+    _set_aside(ctx.ledger_path)
     sandbox = sandbox_for(ctx).start() if s.endpoint == SANDBOX else None
     try:
         endpoint = sandbox.events_url if sandbox else (s.endpoint or ctx.config.event_endpoint)
