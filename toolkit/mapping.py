@@ -19,7 +19,6 @@ Output rows keep the input order; the same input gives the same output, byte for
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -69,8 +68,7 @@ class MapResult:
         return len(self.events) - int(self.events["synthesized"].fillna(False).sum())
 
 
-def _scalar(v: object) -> bool:
-    return isinstance(v, (str, int, float, bool)) and not (isinstance(v, float) and not math.isfinite(v))
+_SCALARS = frozenset({str, int, float, bool})  # orjson never yields NaN/inf: JSON has none
 
 
 def build_tags(props: dict, rules: TagRules, *, revenue: int | None, value: float | None,
@@ -78,17 +76,20 @@ def build_tags(props: dict, rules: TagRules, *, revenue: int | None, value: floa
     """Tags as sorted-key JSON text: scalars as they are; a list -> ``<name>_count``; an object
     flattened one level with dotted keys (or dropped, by the rules); nulls left out."""
     out: dict[str, object] = {}
+    exclude = rules.exclude
     for k, v in props.items():
-        if v is None or k in rules.exclude or k in _MONEY_TAGS:
+        t = type(v)
+        if t in _SCALARS:
+            if k not in exclude and k not in _MONEY_TAGS:
+                out[k] = v
+        elif v is None or k in exclude or k in _MONEY_TAGS:
             continue
-        if _scalar(v):
-            out[k] = v
-        elif isinstance(v, list):
+        elif t is list:
             if rules.lists == "count":
                 out[f"{k}_count"] = len(v)
-        elif isinstance(v, dict) and rules.objects == "flatten":
+        elif t is dict and rules.objects == "flatten":
             for k2, v2 in v.items():
-                if v2 is not None and _scalar(v2):
+                if type(v2) in _SCALARS:
                     out[f"{k}.{k2}"] = v2
     if revenue is not None:
         out["revenue"] = revenue

@@ -12,4 +12,4 @@ def test_map_benchmark_runs_end_to_end_at_tiny_size(tmp_path):
     # pages are skipped; every other row becomes exactly one event in some body
     assert 0 < result.events < result.rows_in and result.bodies >= 1
     assert result.toolkit_eps > 0 and result.sdk_eps > 0 and result.sdk_events > 0
-    assert "ratio toolkit / sdk" in result.lines()[-1]
+    assert "ratio toolkit / sdk" in result.lines()[-2] and set(result.phases) == {"load", "map", "bodies"}
