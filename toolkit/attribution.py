@@ -157,6 +157,15 @@ def _first_decisions(imps: pd.DataFrame, datafile: Datafile, running_ids: set[st
     )
 
 
+def _isin(values: pd.Series, among: pd.Series) -> pd.Series:
+    """``values.isin(among)`` for large string sets (pyarrow's hash set; nulls are never members)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    member = pc.is_in(pa.array(values.astype("string").array), value_set=pa.array(among.dropna().astype("string").array))
+    return pd.Series(np.asarray(member.fill_null(False)), index=values.index, dtype=bool)
+
+
 def _rows(frame: pd.DataFrame, reason: NotCountedReason, with_experiment: bool) -> pd.DataFrame:
     out = frame[["_row", "uuid", "visitor_id", "key"]].copy()
     out["experiment_id"] = frame["experiment_id"] if with_experiment else pd.NA
@@ -192,7 +201,7 @@ def predict(events: pd.DataFrame, datafile: Datafile) -> Prediction:
     # conversions with no decision in any experiment of their key
     decided_rows = cx.loc[has_decision, "_row"].unique()
     undecided = live[~live["_row"].isin(decided_rows)]
-    visitor_decided = undecided["visitor_id"].isin(first["visitor_id"].unique()).fillna(False)
+    visitor_decided = _isin(undecided["visitor_id"], first["visitor_id"])
     key_running = undecided["key"].isin(cx["key"].unique()).fillna(False)
     parts.append(_rows(undecided[visitor_decided | ~key_running], NotCountedReason.KEY_NOT_IN_EXPERIMENT, False))
     no_dec_rows = undecided.loc[~visitor_decided & key_running, "_row"]

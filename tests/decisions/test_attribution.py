@@ -269,8 +269,8 @@ event_rows = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(event_rows, max_size=25))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(event_rows, max_size=40))
 def test_matches_brute_force_reference(rows):
     events = frame(*rows)
     pred = predict(events, DF)

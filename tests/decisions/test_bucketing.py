@@ -170,3 +170,28 @@ def test_group_is_mutually_exclusive():
     expected = {f"u{i}" for i in range(2000) if bucket_value(f"u{i}", "80001") < 5000}
     assert g1 == expected
     assert not (out["experiment_id"] == GROUP2).any()
+
+
+def test_whitelist_before_audience_and_odd_bucketing_ids_agree_with_sdk():
+    """Order of the SDK's checks: a whitelisted user skips the audience; a non-string
+    $opt_bucketing_id falls back to the user id; a paused experiment decides nobody."""
+
+    def edit(raw):
+        raw["experiments"][1]["forcedVariations"] = {"forced_us": "pricing_b"}
+        raw["events"][4]["experimentIds"].append(OLD_BANNER)  # signup -> pricing_page and the paused one
+
+    df = datafile_with(edit)
+    users = ["forced_us", "plain"] + [f"u{i}" for i in range(300)]
+    attrs = {"forced_us": {"country": "US"}, "plain": {"country": "GB", "$opt_bucketing_id": 12345}}
+    attrs |= {f"u{i}": {"country": "GB", "$opt_bucketing_id": f"shared-{i % 7}"} for i in range(300)}
+    out = bucket_impressions(frame(*[conv(u, "signup", 10) for u in users]), df, attributes=attrs)
+    ours = {(r.visitor_id, r.rule_key): r.variation_key for r in out.itertuples()}
+    client = optimizely.Optimizely(datafile=df.text, logger=NoOpLogger())
+    try:
+        sdk = {(u, k): v for u in users for k in ("pricing_page", "old_banner")
+               if (v := client.get_variation(k, u, attrs.get(u))) is not None}
+    finally:
+        client.close()
+    assert ours == sdk
+    assert ours[("forced_us", "pricing_page")] == "pricing_b"
+    assert len({ours[(f"u{i}", "pricing_page")] for i in range(0, 300, 7)}) == 1  # same bucketing id
