@@ -10,11 +10,11 @@ event (what Optimizely enriches it with). Each export replaces the previous one 
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -60,12 +60,24 @@ def _attributes(blob: bytes | None) -> list[dict[str, str | None]]:
     if not blob:
         return []
     out = []
-    for a in json.loads(blob):
+    for a in orjson.loads(blob):
         if isinstance(a, dict):
             v = a.get("value")
             out.append({"id": _s(a.get("entity_id")), "name": _s(a.get("key")), "type": _s(a.get("type")),
-                        "value": None if v is None else v if isinstance(v, str) else json.dumps(v)})
+                        "value": None if v is None else v if isinstance(v, str) else orjson.dumps(v).decode()})
     return out
+
+
+def _memo(fn):
+    """Per-export cache: attributes repeat for every event of a visitor."""
+    cache: dict = {}
+
+    def get(blob):
+        if blob not in cache:
+            cache[blob] = fn(blob)
+        return cache[blob]
+
+    return get
 
 
 def _s(v: Any) -> str | None:
@@ -75,8 +87,8 @@ def _s(v: Any) -> str | None:
 def _tags(blob: bytes | None) -> tuple[list[tuple[str, str]], int | None]:
     if not blob:
         return [], None
-    tags = json.loads(blob)
-    pairs = [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in tags.items()]
+    tags = orjson.loads(blob)
+    pairs = [(str(k), v if isinstance(v, str) else orjson.dumps(v).decode()) for k, v in tags.items()]
     q = tags.get("quantity")
     return pairs, q if type(q) is int else None
 
@@ -100,6 +112,7 @@ def export_e3(store: Store, out_dir: str | Path) -> dict[str, Any]:
         shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
 
+    attributes = _memo(_attributes)
     cols, rows = store.query_columns(
         "SELECT uuid, timestamp, received_at, visitor_id, account_id, campaign_id, experiment_id, variation_id, "
         "attributes, revision, client_name, client_version FROM decisions ORDER BY timestamp, rowid")
@@ -110,26 +123,27 @@ def export_e3(store: Store, out_dir: str | Path) -> dict[str, Any]:
         "process_timestamp": [int(t * 1000) for t in d["received_at"]], "visitor_id": list(d["visitor_id"]),
         "session_id": [None] * n, "account_id": list(d["account_id"]), "campaign_id": list(d["campaign_id"]),
         "experiment_id": list(d["experiment_id"]), "variation_id": list(d["variation_id"]),
-        "attributes": [_attributes(b) for b in d["attributes"]],
+        "attributes": [attributes(b) for b in d["attributes"]],
         "user_ip": [None] * n, "user_agent": [None] * n, "referer": [None] * n, "is_holdback": [False] * n,
         "revision": list(d["revision"]), "client_engine": list(d["client_name"]),
         "client_version": list(d["client_version"]),
     }, schema=DECISION_SCHEMA)
     n_dec = _write(decisions, out / "type=decisions", "experiment", decisions["experiment_id"])
 
-    enriched = {rowid: json.loads(js) for rowid, js in store.query(_FIRST_DECISIONS)}
+    experiments = _memo(lambda js: [dict(e, is_holdback=False) for e in orjson.loads(js)])
+    enriched = {rowid: experiments(js) for rowid, js in store.query(_FIRST_DECISIONS)}
     cols, rows = store.query_columns(
         "SELECT rowid, uuid, timestamp, received_at, visitor_id, account_id, entity_id, attributes, key, revenue, "
         "value, tags, revision, client_name, client_version FROM conversions ORDER BY timestamp, rowid")
     c = dict(zip(cols, zip(*rows, strict=True), strict=True)) if rows else {k: () for k in cols}
     n = len(rows)
-    tags = [_tags(b) for b in c["tags"]]
+    tags = [_tags(b) for b in c["tags"]]  # tags differ per event: no memo
     events = pa.table({
         "uuid": list(c["uuid"]), "timestamp": list(c["timestamp"]),
         "process_timestamp": [int(t * 1000) for t in c["received_at"]], "visitor_id": list(c["visitor_id"]),
         "session_id": [None] * n, "account_id": list(c["account_id"]),
-        "experiments": [[dict(e, is_holdback=False) for e in enriched.get(r, [])] for r in c["rowid"]],
-        "entity_id": list(c["entity_id"]), "attributes": [_attributes(b) for b in c["attributes"]],
+        "experiments": [enriched.get(r, []) for r in c["rowid"]],
+        "entity_id": list(c["entity_id"]), "attributes": [attributes(b) for b in c["attributes"]],
         "user_ip": [None] * n, "user_agent": [None] * n, "referer": [None] * n,
         "event_type": ["other"] * n, "event_name": list(c["key"]), "revenue": list(c["revenue"]),
         "value": list(c["value"]), "quantity": [q for _, q in tags], "tags": [p for p, _ in tags],
