@@ -60,7 +60,8 @@ def build_gx_suite(name: str, expectations: list[dict[str, Any]], *, where: str)
         _add_all(suite, expectations, where)
     if len(suite.expectations) != len(expectations):
         raise SuiteError(f"{where}: Great Expectations kept {len(suite.expectations)} of {len(expectations)} "
-                         "expectations; an unknown type was dropped; fix the suite file")
+                         "expectations (it drops unknown types and keeps one expectation per type and column); "
+                         "fix the suite file")
     return suite
 
 

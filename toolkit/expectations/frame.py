@@ -17,6 +17,19 @@ from ..datafile import Datafile
 __all__ = ["build_validation_frame", "COLUMNS"]
 
 COLUMNS: dict[str, str] = {
+    # -- per-domain columns: null outside the rows a rule is about, so GX needs no row_condition
+    # (pandas query per metric is too slow at 1M rows); column expectations ignore nulls.
+    "has_visitor_id": "events: True when the visitor id is present; null for quarantined rows",
+    "has_timestamp": "events: True when the timestamp is present; null for quarantined rows",
+    "window_timestamp": "events: the timestamp again, for the run-window rule (GX keeps one expectation "
+                        "per type and column: a second between-check on 'timestamp' would replace the first)",
+    "experiment_status": "impressions: the datafile status of their experiment (Running, Paused, ...); null "
+                         "otherwise or when the experiment is unknown",
+    "conversion_key": "conversions: the event key; null otherwise",
+    "experiment_variation": "impressions: 'experiment_id:variation_id'; null otherwise",
+    "purchase_revenue": "purchase conversions: the revenue; null otherwise",
+    "purchase_has_revenue": "purchase conversions: True when revenue is present; null otherwise",
+    "purchase_has_currency": "purchase conversions: True when the currency tag is present; null otherwise",
     "origin": "event (a mapped Optimizely event) | quarantine (a row the loader or mapper rejected)",
     "kind": "conversion | impression (events only)",
     "uuid": "the event uuid",
@@ -93,7 +106,19 @@ def build_validation_frame(events: pd.DataFrame, quarantine: pd.DataFrame, dataf
     is_conv = ev["kind"] == "conversion"
     outcome = pd.Series(pd.NA, index=ev.index, dtype="string").mask(is_conv.fillna(False), "mapped")
     key = ev["key"].mask((ev["kind"] == "impression").fillna(False) & ev["key"].isna(), CAMPAIGN_ACTIVATED)
+    is_purchase = (is_conv & (ev["key"] == "purchase")).fillna(False).astype(bool)
+    is_imp = (ev["kind"] == "impression").fillna(False).astype(bool)
     ev_part = pd.DataFrame({
+        "has_visitor_id": ev["visitor_id"].notna().astype("boolean"),
+        "has_timestamp": ev["timestamp"].notna().astype("boolean"),
+        "window_timestamp": ev["timestamp"],
+        "experiment_status": ev["experiment_id"].map(
+            {e.id: e.status for e in datafile.experiments.values()}).astype("string").where(is_imp),
+        "conversion_key": ev["key"].where(is_conv.fillna(False).astype(bool)),
+        "experiment_variation": (ev["experiment_id"] + ":" + ev["variation_id"]).where(is_imp),
+        "purchase_revenue": revenue.where(is_purchase),
+        "purchase_has_revenue": revenue.notna().astype("boolean").where(is_purchase, pd.NA),
+        "purchase_has_currency": currency.notna().astype("boolean").where(is_purchase, pd.NA),
         "origin": pd.Series("event", index=ev.index, dtype="string"),
         "kind": ev["kind"],
         "uuid": ev["uuid"],

@@ -104,7 +104,10 @@ def validate_frame(
                                                                             suite=gx_suite))
             log.debug("running suite %s (%d expectations, %d skipped) on %d rows", suite.name, len(active),
                       len(skipped), len(frame))
-            result = vd.run(batch_parameters={"dataframe": frame}, expectation_parameters=params,
+            # GX filters the whole batch frame per metric: give it only the columns this suite reads
+            # (examples are looked up in the full frame by index label afterwards).
+            columns = list(dict.fromkeys(c for e in active for c in e.columns))
+            result = vd.run(batch_parameters={"dataframe": frame[columns]}, expectation_parameters=params,
                             result_format=result_format)
             gx_results.append(result)
             by_id = {e.id: spec for e, spec in zip(gx_suite.expectations, active, strict=True)}

@@ -29,8 +29,7 @@ PARAMETERS: dict[str, str] = {
     "key_not_in_datafile_mostly": "1 - settings.key_not_in_datafile_max_share",
     "datafile_event_keys": "the event keys of the datafile",
     "datafile_experiment_ids": "the experiment ids of the datafile",
-    "running_experiment_ids": "the ids of the datafile's running experiments",
-    "datafile_variation_pairs": "[experiment_id, variation_id] pairs of the datafile",
+    "datafile_variations": "'experiment_id:variation_id' of every variation of the datafile",
     "magnitude_factor": "settings.magnitude_factor (revenue more than this x or 1/x the median is suspect)",
 }
 
@@ -129,10 +128,7 @@ def suite_parameters(datafile: Datafile, settings: ValidationSettings) -> dict[s
         "key_not_in_datafile_mostly": 1.0 - settings.key_not_in_datafile_max_share,
         "datafile_event_keys": sorted(datafile.events),
         "datafile_experiment_ids": sorted(datafile.experiments),
-        "running_experiment_ids": sorted(e.id for e in datafile.experiments.values() if e.is_running),
-        "datafile_variation_pairs": sorted(
-            [e.id, v.id] for e in datafile.experiments.values() for v in e.variations
-        ),
+        "datafile_variations": sorted(f"{e.id}:{v.id}" for e in datafile.experiments.values() for v in e.variations),
         "magnitude_factor": float(settings.magnitude_factor),
     }
     params.update(settings.extra)
