@@ -43,8 +43,9 @@ def replay(
     *,
     config: IntegrationConfig,
     datafile: Datafile,
-    ledger_path: str | Path,
+    ledger: str | Path | Any,
     endpoint: str | None = None,
+    revision: str | None = None,
     strict: bool = False,
     dry_run: bool = False,
     concurrency: int = 8,
@@ -55,7 +56,12 @@ def replay(
     progress: bool = True,
     run_info: Mapping[str, Any] | None = None,
 ) -> ReplayOutcome:
-    """Deliver ``events`` (EVENTS) to ``endpoint`` (default: the config's region endpoint)."""
+    """Deliver ``events`` (EVENTS) to ``endpoint`` (default: the config's region endpoint).
+
+    ``ledger``: a path for a new ledger (its run info is filled in here), or a
+    :class:`toolkit.ledger.Ledger` already created or opened with ``Ledger.open`` to resume a run
+    (then ``revision`` should be the run's recorded revision, so bodies are rebuilt identically).
+    """
     from . import __version__
     from .delivery import RetryPolicy, deliver
     from .ledger import Ledger
@@ -67,22 +73,26 @@ def replay(
     def on_reject(rows, reason, detail) -> None:
         unsendable[reason.value] = unsendable.get(reason.value, 0) + len(rows)
 
-    info = {
-        "account_id": config.account_id, "project_id": config.project_id, "revision": datafile.revision,
-        "endpoint": mask_url(target, config.secrets),
-        "datafile_source": datafile.fetch.source if datafile.fetch else "",
-        "toolkit_version": __version__, "strict": strict, "dry_run": dry_run,
-        "max_body_bytes": max_body_bytes, **(run_info or {}),
-    }
-    book = Ledger.create(Path(ledger_path), info)
+    if isinstance(ledger, Ledger):
+        book, own = ledger, False
+    else:
+        info = {
+            "account_id": config.account_id, "project_id": config.project_id, "revision": datafile.revision,
+            "endpoint": mask_url(target, config.secrets),
+            "datafile_source": datafile.fetch.source if datafile.fetch else "",
+            "toolkit_version": __version__, "strict": strict, "dry_run": dry_run,
+            "max_body_bytes": max_body_bytes, **(run_info or {}),
+        }
+        book, own = Ledger.create(Path(ledger), info), True
     try:
         bodies = iter_bodies(events, account_id=config.account_id, project_id=config.project_id,
-                             revision=datafile.revision, anonymize_ip=datafile.anonymize_ip,
+                             revision=revision or datafile.revision, anonymize_ip=datafile.anonymize_ip,
                              bot_filtering=datafile.bot_filtering, max_bytes=max_body_bytes or DEFAULT_MAX_BYTES,
                              on_reject=on_reject)
         report = deliver(bodies, endpoint=target, ledger=book, strict=strict, concurrency=concurrency,
                          max_rps=max_rps, timeout=timeout, retry=RetryPolicy(max_attempts=max_attempts),
                          dry_run=dry_run, progress=progress, total_events=len(events))
     finally:
-        book.close()
-    return ReplayOutcome(report=report, ledger_path=Path(ledger_path), unsendable=unsendable)
+        if own:
+            book.close()
+    return ReplayOutcome(report=report, ledger_path=Path(book.path), unsendable=unsendable)

@@ -134,32 +134,20 @@ def _load_events(args: argparse.Namespace, df):
 
 
 def run(args: argparse.Namespace, redactor: Redactor) -> int:
-    from ..delivery import RetryPolicy, deliver
-    from ..payload import DEFAULT_MAX_BYTES, iter_bodies
+    from ..replay import replay
 
     cfg = config_from_args(args, redactor)
     assert cfg is not None
     endpoint = _check_endpoint(args.endpoint or cfg.event_endpoint)
     df = datafile_from_args(args, cfg)
     book, revision = _open_ledger(args, cfg, df)
-    unsendable: dict[str, int] = {}
-
-    def on_reject(rows, reason, detail) -> None:
-        unsendable[reason.value] = unsendable.get(reason.value, 0) + len(rows)
-
     try:
         events, note = _load_events(args, df)
-        bodies = iter_bodies(events, account_id=cfg.account_id, project_id=cfg.project_id, revision=revision,
-                             anonymize_ip=df.anonymize_ip, bot_filtering=df.bot_filtering,
-                             max_bytes=args.max_body_bytes or DEFAULT_MAX_BYTES, on_reject=on_reject)
-        report = deliver(bodies, endpoint=endpoint, ledger=book, strict=args.strict, concurrency=args.concurrency,
-                         max_rps=args.max_rps, timeout=args.timeout, retry=RetryPolicy(max_attempts=args.max_attempts),
-                         dry_run=args.dry_run, progress=_progress(args),
-                         total_events=len(events))
+        outcome = replay(events, config=cfg, datafile=df, ledger=book, endpoint=endpoint, revision=revision,
+                         strict=args.strict, dry_run=args.dry_run, concurrency=args.concurrency,
+                         max_rps=args.max_rps, timeout=args.timeout, max_attempts=args.max_attempts,
+                         max_body_bytes=args.max_body_bytes, progress=_progress(args))
     finally:
         book.close()
-    line = f"replay: {note}{report.summary_line()}; ledger {book.path}"
-    if unsendable:
-        line += "; not sendable: " + ", ".join(f"{n} {reason}" for reason, n in sorted(unsendable.items()))
-    print(redactor.clean(line), file=sys.stdout)
-    return 1 if unsendable else report.exit_code
+    print(redactor.clean(f"replay: {note}{outcome.summary_line()}"), file=sys.stdout)
+    return outcome.exit_code

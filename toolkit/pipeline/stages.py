@@ -190,7 +190,7 @@ def run_replay(ctx: StageContext, *, progress: bool = True) -> ReplayStage:
     sandbox = sandbox_for(ctx).start() if s.endpoint == SANDBOX else None
     try:
         endpoint = sandbox.events_url if sandbox else (s.endpoint or ctx.config.event_endpoint)
-        outcome = replay(events, config=ctx.config, datafile=ctx.datafile, ledger_path=ctx.ledger_path,
+        outcome = replay(events, config=ctx.config, datafile=ctx.datafile, ledger=ctx.ledger_path,
                          endpoint=endpoint, strict=s.strict, dry_run=s.dry_run, concurrency=s.concurrency,
                          max_rps=s.max_rps or None, progress=progress,
                          run_info={"input": str(ctx.events_path), "decisions": s.decisions, "identity": s.identity})
