@@ -19,7 +19,7 @@ from ..datafile import Datafile
 from ._model import CAUSES
 
 __all__ = ["canonical_keys", "first_impressions", "conversion_pairs", "delivery_codes", "assign_reasons",
-           "POST_PREDICTION", "epoch_ms"]
+           "POST_PREDICTION", "epoch_ms", "isin_strings", "arrow_strings"]
 
 ROW = ["experiment_id", "variation_id", "event_key"]
 # Causes that strike events the predictor expects to count (so they also explain expected - counted).
@@ -68,6 +68,26 @@ def delivery_codes(status: pd.Series, last_status: pd.Series) -> np.ndarray:
     return np.where(failed, code, None)
 
 
+def isin_strings(s: pd.Series, values) -> np.ndarray:
+    """``s.isin(values)`` for large string sets, through Arrow (pandas' string isin loops in Python)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    value_set = values if isinstance(values, pa.Array) else pa.array(list(values), type=pa.string())
+    arr = arrow_strings(s)
+    return pc.fill_null(pc.is_in(arr, value_set=value_set), False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def arrow_strings(s: pd.Series):
+    """A string Series as an Arrow (chunked) array, zero-copy when pandas already stores it in Arrow."""
+    import pyarrow as pa
+
+    arr = s.astype("string").array
+    if hasattr(arr, "__arrow_array__"):
+        return arr.__arrow_array__()
+    return pa.array(arr.to_numpy(dtype=object, na_value=None), type=pa.string())
+
+
 def epoch_ms(s: pd.Series) -> pd.Series:
     """UTC datetimes -> Int64 epoch milliseconds (NaT -> null)."""
     s = s.astype("datetime64[ms, UTC]")
@@ -91,7 +111,7 @@ def assign_reasons(
     datafile: Datafile,
     not_counted: pd.DataFrame | None,
     results: pd.DataFrame,
-    e3_uuids: set[str] | None,
+    e3_uuids,
     as_of_ms: int,
     lag_ms: int,
     conversions: bool,
@@ -125,7 +145,7 @@ def assign_reasons(
             nc_code = a.where(a.notna(), b).astype("object")
         add(nc_code.notna(), nc_code.to_numpy())
     if e3_uuids is not None:
-        add(~frame["uuid"].isin(e3_uuids), "dropped_by_optimizely")
+        add(~isin_strings(frame["uuid"], e3_uuids), "dropped_by_optimizely")
     if len(results):
         w = frame[["experiment_id"]].merge(_windows(results), on="experiment_id", how="left")
         ts = frame["timestamp"].reset_index(drop=True)

@@ -20,7 +20,7 @@ from ._diagnose import (
     unexplained_diagnosis,
 )
 from ._model import TABLE_COLUMNS, Diagnosis, Reconciliation, Tolerance
-from ._pairs import ROW, assign_reasons, conversion_pairs, first_impressions
+from ._pairs import ROW, arrow_strings, assign_reasons, conversion_pairs, first_impressions, isin_strings
 
 __all__ = ["reconcile", "delivered_events", "LAG_MINUTES"]
 
@@ -101,7 +101,10 @@ def reconcile(
     as_of_ms = int((as_of or datetime.now(UTC)).timestamp() * 1000)
     e3_uuids = None
     if e3 is not None:
-        e3_uuids = set(e3.decisions["uuid"].dropna()) | set(e3.events["uuid"].dropna())
+        import pyarrow.compute as pc
+
+        both = pd.concat([e3.decisions["uuid"], e3.events["uuid"]]).dropna()
+        e3_uuids = pc.unique(arrow_strings(both).combine_chunks())
 
     ev = ledger.events.reset_index(drop=True).copy()
     ev["_pos"] = np.arange(len(ev))
@@ -153,6 +156,6 @@ def reconcile(
     arrivals = None
     if e3_uuids is not None:
         arrivals = ev[["uuid", "kind", "key", "visitor_id", "timestamp", "status"]].copy()
-        arrivals["arrived"] = arrivals["uuid"].isin(e3_uuids)
+        arrivals["arrived"] = isin_strings(arrivals["uuid"], e3_uuids)
     return Reconciliation(table=table, diagnoses=tuple(diagnoses), arrivals=arrivals, tolerance=tolerance,
                           run=dict(ledger.run))
