@@ -42,6 +42,11 @@ def test_clean_frame_passes_every_rule(suites, datafile):
     assert bad == []
     assert report.success and report.exit_code == 0
     assert len(report.outcomes) == sum(len(s.expectations) for s in suites.values())
+    summary = report.summary_frame()
+    assert list(summary.columns) == ["suite", "expectation", "description", "severity", "status", "failing",
+                                     "checked", "share"]
+    assert len(summary) == len(report.outcomes) and set(summary["status"]) == {"passed"}
+    assert report.failing_rows.empty and "PASSED" in report._repr_html_()
 
 
 C = clean_rows()
