@@ -97,3 +97,13 @@ def test_a_copied_folder_with_one_edit_loads(tmp_path):
     (d / "keys.json").write_text(json.dumps(keys), encoding="utf-8")
     by_name = {s.name: s for s in load_suites(d)}
     assert by_name["keys"].expectations[0].severity == "warning"
+
+
+def test_data_docs_load_nothing_from_the_network():
+    from toolkit.expectations.report import offline_html
+
+    page = ('<link rel="stylesheet" href="https://cdn.example/b.css"><script src="https://cdn.example/v.js">'
+            '</script><script>var local = 1</script><a href="https://greatexpectations.io">docs</a>')
+    clean = offline_html(page)
+    assert "cdn.example" not in clean
+    assert "var local = 1" in clean and 'href="https://greatexpectations.io"' in clean

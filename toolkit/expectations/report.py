@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,18 @@ def _write_data_docs(results: list[Any], docs: Path) -> dict[str, str]:
         for res in results:
             name = res.suite_name
             fname = f"{name}.html"
-            (docs / fname).write_text(view.render(renderer.render(res)), encoding="utf-8")
+            (docs / fname).write_text(offline_html(view.render(renderer.render(res))), encoding="utf-8")
             pages[name] = fname
     return pages
+
+
+_REMOTE_TAGS = re.compile(
+    r"<script\b[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>|<link\b[^>]*\bhref=[\"']https?://[^>]*>",
+    re.IGNORECASE,
+)
+
+
+def offline_html(page: str) -> str:
+    """Drop the stylesheets and scripts GX's templates load from CDNs: Data Docs are opened offline
+    (and mailed around); they render unstyled but complete, and never reach out to the network."""
+    return _REMOTE_TAGS.sub("", page)
