@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,13 +24,52 @@ from ..config import IntegrationConfig, load_integration
 from ..datafile import Datafile, load_datafile
 from .settings import RunSettings
 
-__all__ = ["StageContext", "open_run", "default_settings", "run_map", "run_validate", "run_replay",
-           "run_reconcile", "sandbox_for"]
+__all__ = ["StageContext", "open_run", "default_settings", "default_run_dir", "notebook_logging", "run_map",
+           "run_validate", "run_replay", "run_reconcile", "sandbox_for"]
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
 SANDBOX = "sandbox"  # endpoint / results value meaning "the local sandbox on sandbox_data"
+RUN_DIR_ENV = "TOOLKIT_NOTEBOOK_RUN_DIR"  # where notebooks opened without parameters write (tests: a tmp dir)
+
+
+def default_run_dir() -> Path:
+    """The run folder of a notebook opened without parameters: reports/notebooks, or $TOOLKIT_NOTEBOOK_RUN_DIR."""
+    return Path(os.environ.get(RUN_DIR_ENV) or REPO / "reports" / "notebooks").resolve()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the *current* ``sys.stderr`` (a kernel or a test may swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def notebook_logging(*secrets) -> logging.Handler | None:
+    """Warnings of the toolkit's loggers in a notebook: one redacting handler on stderr.
+
+    In a kernel nobody configures logging, so Python's last-resort handler would print the toolkit's
+    warnings unredacted. Unless logging is configured already (the CLI, pytest), this adds one handler
+    (found again by its marker) and each call adds ``secrets`` to its filter.
+    """
+    from ..logs import Redactor
+
+    logger = logging.getLogger("toolkit")
+    handler = next((h for h in logger.handlers if getattr(h, "_toolkit_notebook", None)), None)
+    if handler is None:
+        if logger.handlers or logging.getLogger().handlers:
+            return None  # configured by someone else: their handlers, their redaction
+        redactor = Redactor()
+        handler = _StderrHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(redactor.filter)
+        handler._toolkit_notebook = redactor  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    handler._toolkit_notebook.add(*secrets)  # type: ignore[attr-defined]
+    return handler
 
 
 def default_settings(run_dir: Path) -> RunSettings:
@@ -48,8 +89,13 @@ class StageContext:
 
     @cached_property
     def config(self) -> IntegrationConfig:
+        from ..secrets import resolve_secret
+
         s = self.settings
-        return load_integration(s.config, secrets_file=s.secrets_file or None, sdk_key_env=s.sdk_key_env or None)
+        config = load_integration(s.config, secrets_file=s.secrets_file or None, sdk_key_env=s.sdk_key_env or None)
+        token = resolve_secret(s.token_env, secrets_file=s.secrets_file or None) if s.token_env else None
+        notebook_logging(config.sdk_key, token)  # from here on, log records are cleaned of both
+        return config
 
     @cached_property
     def datafile(self) -> Datafile:
@@ -83,7 +129,8 @@ class StageContext:
 
 def open_run(settings_path: str = "", run_dir: str = "") -> StageContext:
     """The notebook's entry: settings from ``toolkit run`` (a JSON file) or the sample defaults."""
-    rd = Path(run_dir or (REPO / "reports" / "notebooks")).resolve()
+    notebook_logging()
+    rd = Path(run_dir).resolve() if run_dir else default_run_dir()
     rd.mkdir(parents=True, exist_ok=True)
     if settings_path:
         settings = RunSettings(**json.loads(Path(settings_path).read_text()))
