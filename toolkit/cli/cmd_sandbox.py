@@ -56,6 +56,9 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
         if not token:
             raise SecretError(f"--token-env {args.token_env}: the variable is not set; export {args.token_env}=<token>")
         redactor.add(token)
+    own_key = bool(args.sdk_key) and args.sdk_key != DEFAULT_SDK_KEY  # a chosen key is a secret: never printed
+    if own_key:
+        redactor.add(args.sdk_key)
     sb = Sandbox(args.data, datafile=args.datafile, sdk_key=args.sdk_key or DEFAULT_SDK_KEY, api_token=token,
                  host=args.host, port=args.port, faults=args.faults, lag_seconds=args.lag)
     sb.start()
@@ -63,11 +66,14 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         config = sb.install_config()
+        if own_key:  # the toolkit fills {sdk_key} from OPTIMIZELY_SDK_KEY
+            config["config"].pop("sdk_key", None)
+            config["config"]["datafile_url"] = f"{sb.url}/datafiles/{{sdk_key}}.json"
         df = sb.datafile
         out = sys.stdout
         print(f"sandbox listening on {sb.url} (data in {sb.data_dir})", file=out)
         print(f"  events      POST {sb.events_url}", file=out)
-        print(f"  datafile    GET  {sb.datafile_url} (revision {df.revision})", file=out)
+        print(redactor.clean(f"  datafile    GET  {sb.datafile_url} (revision {df.revision})"), file=out)
         print(f"  results     GET  {sb.results_url('<experiment_id>')}"
               f"{' (bearer token from ' + args.token_env + ')' if token else ''}", file=out)
         print(f"  csv export  GET  {sb.results_csv_url('<experiment_id>')}", file=out)
@@ -81,6 +87,8 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
             print(f"  lag         results count events received more than {args.lag:g} s ago", file=out)
         print("install JSON (point the toolkit at the sandbox with --config):", file=out)
         print(json.dumps(config, indent=2), file=out)
+        if own_key:
+            print("  (the SDK key is left out: export OPTIMIZELY_SDK_KEY=<the --sdk-key value>)", file=out)
         if args.config_out:
             Path(args.config_out).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
             print(f"written to {args.config_out}", file=out)
