@@ -8,6 +8,7 @@ write to a temporary folder (``TOOLKIT_NOTEBOOK_RUN_DIR``), never to reports/not
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -82,11 +83,9 @@ def test_committed_notebook_is_parameterized_with_outputs_only_where_checked(nam
 
 
 def test_notebooks_are_what_the_generator_writes():
-    sys.path.insert(0, str(NOTEBOOKS))
-    try:
-        import build  # notebooks/build.py
-    finally:
-        sys.path.remove(str(NOTEBOOKS))
+    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOKS / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
     generated = {"00_onboarding_walkthrough": build.WALKTHROUGH, **build.STAGES}
     assert sorted(generated) == NAMES
     for name, cells in generated.items():
