@@ -6,12 +6,13 @@
         chunk.quarantine   # QUARANTINE: malformed_row, unparseable_timestamp, truncated_file
         chunk.rows_in      # == len(events) + len(quarantine)
 
-Money properties are kept as text (see ``_chunk``): never converted to floats here.
+Money properties are kept as text (see ``_values``): never converted to floats here.
 """
 
 from ._api import DEFAULT_CHUNK_ROWS, DEFAULT_REVENUE_KEYS, iter_export, load_export
-from ._chunk import ExportChunk, money_text
+from ._chunk import ExportChunk
 from ._source import FORMATS, detect_format
+from ._values import money_text
 
 __all__ = [
     "iter_export",

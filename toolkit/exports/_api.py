@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..contracts import NORMALIZED, QUARANTINE, empty
 from ..errors import ExportError
+from ..payload import gc_paused
 from ._arrow import iter_csv_raw, iter_parquet_raw
 from ._chunk import ExportChunk, finish
 from ._jsonl import iter_jsonl_raw
@@ -50,13 +51,19 @@ def iter_export(
         from tqdm.auto import tqdm
 
         bar = tqdm(desc=f"load {p.name}", unit=" rows", unit_scale=True)
+    reader = _READERS[resolved](p, gz, chunk_rows, keys)
     try:
-        for raw in _READERS[resolved](p, gz, chunk_rows):
-            chunk = finish(raw, keys)
+        while True:
+            with gc_paused():  # a chunk builds ~a million small objects and none is a cycle
+                raw = next(reader, None)
+                chunk = None if raw is None else finish(raw)
+            if chunk is None:
+                break
             if bar is not None:
                 bar.update(chunk.rows_in)
             yield chunk
     finally:
+        reader.close()
         if bar is not None:
             bar.close()
 

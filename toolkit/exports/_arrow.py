@@ -15,11 +15,10 @@ import io
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -27,17 +26,15 @@ import pyarrow.parquet as pq
 
 from ..contracts import Reason
 from ..errors import ExportError
-from ._chunk import ID_COLUMNS, RawColumns, clip
+from ._chunk import ID_COLUMNS, RawColumns
+from ._props import Props, from_texts, from_values
 from ._source import ALIASES, KNOWN_COLUMNS
 from ._time import epoch_ms_arrow
+from ._values import clip
 
 __all__ = ["iter_csv_raw", "iter_parquet_raw"]
 
 _BLOCK = 4 << 20
-
-
-def _string_mapper(t: pa.DataType):
-    return pd.StringDtype() if pa.types.is_string(t) or pa.types.is_large_string(t) else None
 
 
 def _first_present(table: pa.Table, names: tuple[str, ...]) -> pa.ChunkedArray | None:
@@ -51,24 +48,28 @@ def _first_present(table: pa.Table, names: tuple[str, ...]) -> pa.ChunkedArray |
     return out
 
 
-def _properties(col: pa.ChunkedArray | None, n: int) -> list:
+def _properties(col: pa.ChunkedArray | None, n: int, revenue_keys: Sequence[str]) -> Props:
     if col is None:
-        return [None] * n
+        return from_values([None] * n, revenue_keys)
     t = col.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):  # JSON text
+        return from_texts(pc.fill_null(col.combine_chunks().cast(pa.string()), "{}"), revenue_keys)
     if pa.types.is_struct(t):
-        return [None if d is None else {k: v for k, v in d.items() if v is not None} for d in col.to_pylist()]
-    if pa.types.is_map(t):
-        return [None if kv is None else dict(kv) for kv in col.to_pylist()]
-    return col.to_pylist()  # JSON text; anything else is refused as "not a JSON object" later
+        values = [None if d is None else {k: v for k, v in d.items() if v is not None} for d in col.to_pylist()]
+    elif pa.types.is_map(t):
+        values = [None if kv is None else dict(kv) for kv in col.to_pylist()]
+    else:
+        values = col.to_pylist()  # refused as "not a JSON object" unless null
+    return from_values(values, revenue_keys)
 
 
-def _columns(table: pa.Table, first_row: int, skipped: list[int], rejected: list) -> RawColumns:
+def _columns(table: pa.Table, first_row: int, skipped: list[int], rejected: list,
+             revenue_keys: Sequence[str]) -> RawColumns:
     n = table.num_rows
     ids = {}
     for c in ID_COLUMNS:
         col = _first_present(table, ALIASES[c])
-        ids[c] = (pd.Series([None] * n, dtype="string") if col is None
-                  else col.to_pandas(types_mapper=_string_mapper).astype("string"))
+        ids[c] = pa.nulls(n, pa.string()) if col is None else col
     ts_col = next((table.column(name) for name in ALIASES["timestamp"] if name in table.column_names), None)
     if ts_col is None:
         ms, ok = np.zeros(n, dtype="int64"), np.zeros(n, dtype=bool)
@@ -82,7 +83,7 @@ def _columns(table: pa.Table, first_row: int, skipped: list[int], rejected: list
         ids=ids, ts_ms=ms, ts_ok=ok,
         ts_raw=lambda idx: ([None] * len(idx) if ts_col is None
                             else ts_col.take(pa.array(idx, type=pa.int64())).to_pylist()),
-        properties=_properties(prop_col, n), source_row=rows, rejected=rejected,
+        props=_properties(prop_col, n, revenue_keys), source_row=rows, rejected=rejected,
     )
 
 
@@ -114,7 +115,7 @@ def _csv_header(path: Path, gz: bool) -> list[str]:
             raise ExportError(f"{path}: cannot read the CSV header ({exc})") from None
 
 
-def iter_csv_raw(path: Path, gz: bool, chunk_rows: int) -> Iterator[RawColumns]:
+def iter_csv_raw(path: Path, gz: bool, chunk_rows: int, revenue_keys: Sequence[str]) -> Iterator[RawColumns]:
     header = [h.strip() for h in _csv_header(path, gz)]
     wanted = [h for h in header if h in KNOWN_COLUMNS]
     if not wanted:
@@ -146,7 +147,7 @@ def iter_csv_raw(path: Path, gz: bool, chunk_rows: int) -> Iterator[RawColumns]:
         try:
             for table in _rechunk(iter(reader), chunk_rows):
                 skipped = sorted(r for r, _, _ in invalid if r is not None)
-                raw = _columns(table, next_row, skipped, [])
+                raw = _columns(table, next_row, skipped, [], revenue_keys)
                 last = int(raw.source_row[-1]) if len(raw.source_row) else next_row - 1
                 raw.rejected = _flush_invalid(invalid, last)
                 next_row = last + 1
@@ -161,7 +162,7 @@ def iter_csv_raw(path: Path, gz: bool, chunk_rows: int) -> Iterator[RawColumns]:
                                   f"({stream.truncated}); the rest of the export is missing: "
                                   "re-download or re-export the file")))
         if rejected:
-            yield _columns(_empty(wanted), next_row, [], rejected)
+            yield _columns(_empty(wanted), next_row, [], rejected, revenue_keys)
 
 
 class _LinesOfGzip(io.RawIOBase):
@@ -233,7 +234,8 @@ def _flush_invalid(invalid: list[tuple[int | None, str | None, str]], upto: int 
 # -------------------------------------------------------------------------------------- Parquet
 
 
-def iter_parquet_raw(path: Path, gz: bool, chunk_rows: int) -> Iterator[RawColumns]:
+def iter_parquet_raw(path: Path, gz: bool, chunk_rows: int,
+                     revenue_keys: Sequence[str]) -> Iterator[RawColumns]:
     with contextlib.ExitStack() as stack:
         source: object = str(path)
         if gz:  # unusual, but cheap to support: decompress to a temporary file, memory stays flat
@@ -260,7 +262,7 @@ def iter_parquet_raw(path: Path, gz: bool, chunk_rows: int) -> Iterator[RawColum
         try:
             for batch in pf.iter_batches(batch_size=chunk_rows, columns=wanted):
                 table = pa.Table.from_batches([batch])
-                yield _columns(table, next_row, [], [])
+                yield _columns(table, next_row, [], [], revenue_keys)
                 next_row += table.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
             raise ExportError(f"{path}: Parquet data unreadable after row {next_row - 1} ({clip(str(exc))})") from None

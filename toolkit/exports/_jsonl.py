@@ -1,4 +1,9 @@
-"""JSON Lines reader: orjson per line, then column-wise list comprehensions per chunk.
+"""JSON Lines reader: lines parsed a block at a time with the loops in C, fields taken column-wise.
+
+A block of lines goes through ``map(orjson.loads, ...)``; a line orjson refuses is retried alone
+(exact decimals, huge integers) and the map goes on. Each parsed block is reduced at once to the
+fields the contract needs (``map(dict.get, ...)``), so the big ``context`` objects are freed
+immediately and memory stays small and hot.
 
 Blank lines are ignored (not rows). A line that is not a JSON object is quarantined as
 ``malformed_row`` with its line number. A gzip stream that ends early keeps every complete line
@@ -10,22 +15,36 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..contracts import Reason
 from ..errors import ExportError
-from ._chunk import NOT_JSON, RawColumns, clip, parse_json, string_array
+from ._chunk import RawColumns
+from ._props import Props, concat, from_values
 from ._time import epoch_ms
+from ._values import NOT_JSON, clip, map_careful, parse_json
 
 __all__ = ["iter_jsonl_raw"]
 
 _TRUNCATED = (EOFError, zlib.error, gzip.BadGzipFile)
-_FIELDS = ("event_id", "type", "event", "user_id", "anonymous_id", "timestamp", "properties")
+_BLOCK_LINES = 2048  # parsed lines held at once: small enough to stay in the CPU caches
+_GET = dict.get
+# contract id column -> the keys it may have in a line; the first key present wins (even when null)
+_IDS: dict[str, tuple[str, ...]] = {
+    "event_id": ("messageId", "event_id", "message_id"),
+    "type": ("type",),
+    "event": ("event", "name"),
+    "user_id": ("userId", "user_id"),
+    "anonymous_id": ("anonymousId", "anonymous_id"),
+}
 
 
 def _text(v: Any) -> str | None:
@@ -36,74 +55,106 @@ def _text(v: Any) -> str | None:
     return repr(v) if type(v) is float else str(v)
 
 
-class _Columns:
-    """Column lists filled line by line: each parsed line is reduced to the fields the contract
-    needs at once, so the big ``context`` objects are freed immediately (memory stays small and
-    hot; holding 200k full events costs more than parsing them)."""
+def _strings(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # ids written as numbers, booleans, ...
+        return pa.array([_text(v) for v in values], type=pa.string())
 
-    def __init__(self) -> None:
-        self.cols: dict[str, list[Any]] = {f: [] for f in _FIELDS}
-        self.rows: list[int] = []
+
+def _field(objs: list[dict], names: tuple[str, ...]) -> pa.Array:
+    """The value of the first of ``names`` present in each object (null when none is), as text."""
+    got = _strings(list(map(_GET, objs, repeat(names[0]))))
+    if len(names) == 1 or got.null_count == 0:
+        return got
+    absent = ~np.fromiter(map(dict.__contains__, objs, repeat(names[0])), dtype=bool, count=len(objs))
+    if not absent.any():
+        return got
+    return pc.if_else(pa.array(absent), _field(objs, names[1:]), got)
+
+
+class _Columns:
+    """The columns of one chunk, filled a block of parsed lines at a time."""
+
+    def __init__(self, revenue_keys: Sequence[str]) -> None:
+        self.revenue_keys = revenue_keys
+        self.ids: dict[str, list[pa.Array]] = {f: [] for f in _IDS}
+        self.ts: list[list[Any]] = []
+        self.props: list[Props] = []  # per block, built while its dicts are hot (then freed)
+        self.rows: list[np.ndarray] = []
+        self.n_rows = 0
         self.rejected: list[tuple[int | None, str | None, str, str]] = []
-        c = self.cols
-        self._appends = [c[f].append for f in _FIELDS]
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.rejected)
+        return self.n_rows + len(self.rejected)
 
-    def add(self, r: dict, lineno: int) -> None:
-        g = r.get
-        a_id, a_type, a_event, a_user, a_anon, a_ts, a_props = self._appends
-        a_id(g("messageId", g("event_id", g("message_id"))))
-        a_type(g("type"))
-        a_event(g("event", g("name")))
-        a_user(g("userId", g("user_id")))
-        a_anon(g("anonymousId", g("anonymous_id")))
-        a_ts(g("timestamp"))
-        a_props(g("properties"))
-        self.rows.append(lineno)
+    def add(self, objs: list[dict], rows: np.ndarray) -> None:
+        for name, keys in _IDS.items():
+            self.ids[name].append(_field(objs, keys))
+        self.ts.append(list(map(_GET, objs, repeat("timestamp"))))
+        empty: dict = {}  # shared by the lines without properties: read, never written
+        self.props.append(from_values(list(map(_GET, objs, repeat("properties"), repeat(empty))), self.revenue_keys))
+        self.rows.append(rows)
+        self.n_rows += len(objs)
+
+    def add_block(self, block: list[bytes], first_line: int) -> None:
+        parsed = map_careful(orjson.loads, block, parse_json)
+        if set(map(type, parsed)) == {dict}:
+            self.add(parsed, np.arange(first_line, first_line + len(block), dtype="int64"))
+            return
+        objs, rows = [], []
+        for j, obj in enumerate(parsed):
+            lineno = first_line + j
+            if type(obj) is dict:
+                objs.append(obj)
+                rows.append(lineno)
+            elif obj is NOT_JSON and not block[j].strip():
+                continue
+            else:
+                what = "not JSON" if obj is NOT_JSON else f"JSON {type(obj).__name__}, not an object"
+                text = block[j].decode("utf-8", errors="replace").rstrip("\r\n")
+                self.rejected.append((lineno, None, Reason.MALFORMED_ROW.value, clip(f"line {lineno}: {what}: {text}")))
+        self.add(objs, np.asarray(rows, dtype="int64"))
 
     def raw(self) -> RawColumns:
-        c = self.cols
-        ids = {}
-        for col in ("event_id", "type", "event", "user_id", "anonymous_id"):
-            vals = c[col]
-            if not all(v is None or type(v) is str for v in vals):
-                vals = [_text(v) for v in vals]
-            ids[col] = pd.Series(string_array(vals))
-        ts = c["timestamp"]
+        ids = {name: pa.concat_arrays(arrays) if arrays else pa.array([], type=pa.string())
+               for name, arrays in self.ids.items()}
+        ts = [v for block in self.ts for v in block] if len(self.ts) != 1 else self.ts[0]
         ms, ok = epoch_ms(ts)
         return RawColumns(
             ids=ids, ts_ms=ms, ts_ok=ok, ts_raw=lambda idx: [ts[i] for i in idx],
-            properties=c["properties"], source_row=np.asarray(self.rows, dtype="int64"), rejected=self.rejected,
+            props=concat(self.props) if self.props else from_values([], self.revenue_keys),
+            source_row=np.concatenate(self.rows) if self.rows else np.zeros(0, "int64"),
+            rejected=self.rejected,
         )
 
 
-def iter_jsonl_raw(path: Path, gz: bool, chunk_rows: int) -> Iterator[RawColumns]:
+def iter_jsonl_raw(path: Path, gz: bool, chunk_rows: int, revenue_keys: Sequence[str]) -> Iterator[RawColumns]:
     fh = gzip.open(path, "rb") if gz else open(path, "rb", buffering=1 << 20)  # noqa: SIM115
-    cols = _Columns()
-    lineno = 0
+    cols = _Columns(revenue_keys)
+    lines_read = 0
     with fh:
-        try:
-            for lineno, line in enumerate(fh, 1):  # noqa: B007 (lineno used after the loop)
-                obj = parse_json(line)
-                if type(obj) is dict:
-                    cols.add(obj, lineno)
-                elif obj is NOT_JSON and not line.strip():
-                    continue
-                else:
-                    what = "not JSON" if obj is NOT_JSON else f"JSON {type(obj).__name__}, not an object"
-                    text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-                    cols.rejected.append((lineno, None, Reason.MALFORMED_ROW.value,
-                                          clip(f"line {lineno}: {what}: {text}")))
-                if len(cols) >= chunk_rows:
-                    yield cols.raw()
-                    cols = _Columns()
-        except _TRUNCATED as exc:
-            if lineno == 0:
-                raise ExportError(f"{path}: unreadable gzip data ({exc}); re-download or re-export the file") from None
-            cols.rejected.append((lineno + 1, None, Reason.TRUNCATED_FILE.value,
-                                  clip(f"the gzip stream ends early after line {lineno} ({exc}); the rest of the "
-                                       "export is missing: re-download or re-export the file")))
+        while True:
+            block: list[bytes] = []
+            cut: BaseException | None = None
+            try:  # never more lines than rows still wanted: a chunk holds at most chunk_rows rows
+                block.extend(islice(fh, min(_BLOCK_LINES, chunk_rows - len(cols))))
+            except _TRUNCATED as exc:
+                cut = exc  # the lines read before the cut are in block
+            if block:
+                cols.add_block(block, lines_read + 1)
+                lines_read += len(block)
+            if len(cols) >= chunk_rows:
+                yield cols.raw()
+                cols = _Columns(revenue_keys)
+            if cut is not None:
+                if lines_read == 0:
+                    raise ExportError(f"{path}: unreadable gzip data ({cut}); re-download or re-export the file")
+                cols.rejected.append((lines_read + 1, None, Reason.TRUNCATED_FILE.value,
+                                      clip(f"the gzip stream ends early after line {lines_read} ({cut}); the rest "
+                                           "of the export is missing: re-download or re-export the file")))
+                break
+            if not block:
+                break
     if len(cols):
         yield cols.raw()
