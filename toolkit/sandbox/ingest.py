@@ -28,7 +28,7 @@ import orjson
 from ..contracts import CAMPAIGN_ACTIVATED
 from ..datafile import Datafile
 
-__all__ = ["Catalog", "BodyError", "DropReason", "Parsed", "decode_body", "check_body", "MAX_PROBLEMS"]
+__all__ = ["Catalog", "BodyError", "DropReason", "Parsed", "Rows", "decode_body", "check_body", "MAX_PROBLEMS"]
 
 MAX_PROBLEMS = 20
 _INT64 = 2**63 - 1
@@ -90,10 +90,21 @@ class Catalog:
         )
 
 
+class Rows(list):
+    """One body's store rows, event columns only, and ``header``: the body-level values they share
+    (revision, client_name, client_version, account_id, received_at), stored once per body."""
+
+    __slots__ = ("header",)
+
+    def __init__(self, header: tuple[Any, ...] = (None, None, None, None, 0.0), rows: Any = ()) -> None:
+        super().__init__(rows)
+        self.header = header
+
+
 @dataclass
 class Parsed:
-    decisions: list[tuple[Any, ...]] = field(default_factory=list)
-    conversions: list[tuple[Any, ...]] = field(default_factory=list)
+    decisions: Rows = field(default_factory=Rows)  # store.DECISION_EVENT_COLUMNS
+    conversions: Rows = field(default_factory=Rows)  # store.CONVERSION_EVENT_COLUMNS
     dropped: Counter[str] = field(default_factory=Counter)
     bad: list[dict[str, Any]] = field(default_factory=list)  # first MAX_PROBLEMS dropped events, for strict mode
     n_events: int = 0
@@ -203,11 +214,9 @@ def check_body(body: dict[str, Any], catalog: Catalog, *, received_at: float) ->
     _check_header(body, catalog, problems)
     if problems:
         raise BodyError(f"invalid body: {len(problems)} problem(s)", list(problems))
-    out = Parsed()
-    account = body["account_id"]
-    revision = body.get("revision")
-    client_name = body.get("client_name")
-    client_version = body.get("client_version")
+    header = (body.get("revision"), body.get("client_name"), body.get("client_version"), body["account_id"],
+              received_at)
+    out = Parsed(Rows(header), Rows(header))
     event_ids = catalog.event_ids
     add_decision = out.decisions.append
     add_conversion = out.conversions.append
@@ -281,7 +290,6 @@ def check_body(body: dict[str, Any], catalog: Catalog, *, received_at: float) ->
                         _opt_str(meta.get("rule_type")), _opt_str(meta.get("variation_key")),
                         int(enabled) if isinstance(enabled, bool) else None,
                         int(catalog.experiments[d["experiment_id"]][2]), attrs_blob,
-                        revision, client_name, client_version, account, received_at,
                     ))
                     continue
                 wanted = event_ids.get(key)
@@ -303,7 +311,6 @@ def check_body(body: dict[str, Any], catalog: Catalog, *, received_at: float) ->
                     entity_id, uuid, ts, key, visitor_id, revenue,
                     float(value) if value is not None else None,
                     dumps(tags) if tags else None, attrs_blob,
-                    revision, client_name, client_version, account, received_at,
                 ))
     if problems:
         raise BodyError(f"invalid body: {len(problems)} problem(s)", list(problems))

@@ -1,0 +1,152 @@
+"""The store's inbox: appends are committed at once, dedup and its counters follow in bulk, and every
+read sees exactly what immediate dedup would show (also across a crash and a restart)."""
+
+from __future__ import annotations
+
+import gc
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from toolkit.datafile import load_datafile
+from toolkit.sandbox import Catalog, Store, attribute, check_body
+from toolkit.sandbox.app import _gc_paused
+from toolkit.sandbox.ingest import Rows
+from toolkit.sandbox.store import DB_NAME
+
+from .bodies import CONTROL, TREATMENT, body, conversion, decision, visitor
+from .conftest import FIXTURE_DATAFILE
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.from_datafile(load_datafile(FIXTURE_DATAFILE))
+
+
+def _inbox_rows(data_dir) -> int:
+    with sqlite3.connect(data_dir / DB_NAME) as db:
+        return db.execute("SELECT (SELECT COUNT(*) FROM inbox_decisions) + (SELECT COUNT(*) FROM inbox_conversions)"
+                          " + (SELECT COUNT(*) FROM inbox_bodies)").fetchone()[0]
+
+
+def _parsed(catalog, *visitors, received_at=1.0):
+    return check_body(body(*visitors), catalog, received_at=received_at)
+
+
+def test_appends_are_deduplicated_before_any_read(tmp_path, catalog):
+    store = Store(tmp_path, settle_rows=10**9)
+    first = _parsed(catalog, visitor("u", decision(1, uuid="i1"), conversion("purchase", 2, uuid="c1")))
+    again = _parsed(catalog, visitor("u", decision(1, uuid="i1"), conversion("purchase", 2, uuid="c1"),
+                                     conversion("purchase", 3, uuid="c1")))  # same uuid, other timestamp: new
+    for p in (first, again):
+        store.append(p.decisions, p.conversions, {"events.received": p.n_events})
+    assert _inbox_rows(tmp_path) == 2 + 3 + 2  # committed, not yet settled
+    assert store.counters() == {"events.received": 5, "events.stored": 3, "events.duplicates": 2}
+    assert _inbox_rows(tmp_path) == 0
+    assert store.query("SELECT COUNT(*) FROM conversions")[0][0] == 2
+    assert store.settle() == (0, 0)  # nothing left
+    store.close()
+
+
+def test_ingest_returns_what_it_stored(tmp_path, catalog):
+    store = Store(tmp_path)
+    p = _parsed(catalog, visitor("u", decision(1, uuid="i1"), conversion("purchase", 2, uuid="c1"),
+                                 conversion("purchase", 2, uuid="c1")))
+    assert store.ingest(p.decisions, p.conversions, {}) == (2, 1)
+    assert store.ingest(p.decisions, p.conversions, {}) == (0, 3)
+    store.close()
+
+
+def test_settle_keeps_arrival_order_for_ties(tmp_path, catalog):
+    """Two decisions at the same ms in one body: the first one sent is the visitor's variation."""
+    store = Store(tmp_path, settle_rows=10**9)
+    p = _parsed(catalog, visitor("a", decision(5, variation=CONTROL), decision(5, variation=TREATMENT)),
+                visitor("b", decision(5, variation=CONTROL), decision(5, variation=TREATMENT)),
+                visitor("c", decision(5, variation=TREATMENT), decision(5, variation=CONTROL)))
+    store.append(p.decisions, p.conversions, {})
+    assert attribute(store, "50001", ["40001"]).visitors == {CONTROL: 2, TREATMENT: 1}
+    first = dict(store.query("SELECT visitor_id, variation_id FROM decisions "
+                             "WHERE rowid IN (SELECT MIN(rowid) FROM decisions GROUP BY visitor_id)"))
+    assert first == {"a": CONTROL, "b": CONTROL, "c": TREATMENT}
+    store.close()
+
+
+def test_body_level_values_are_stored_with_each_row(tmp_path, catalog):
+    store = Store(tmp_path)
+    p = _parsed(catalog, visitor("u", decision(1), conversion("purchase", 2)), received_at=123.5)
+    store.append(p.decisions, p.conversions, {})
+    rows = store.query("SELECT revision, client_name, client_version, account_id, received_at FROM decisions "
+                       "UNION ALL SELECT revision, client_name, client_version, account_id, received_at FROM conversions")
+    assert rows == [("42", "sandbox-tests", "0", "12345678", 123.5)] * 2
+    store.close()
+
+
+def test_an_append_settles_once_the_inbox_is_full(tmp_path, catalog):
+    store = Store(tmp_path, settle_rows=3)
+    p = _parsed(catalog, visitor("u", decision(1), conversion("purchase", 2)))
+    store.append(p.decisions, p.conversions, {})
+    assert _inbox_rows(tmp_path) == 3  # 2 events + the body row
+    q = _parsed(catalog, visitor("v", conversion("purchase", 2)))
+    store.append(q.decisions, q.conversions, {})
+    assert _inbox_rows(tmp_path) == 0
+    store.close()
+
+
+def test_unsettled_appends_survive_a_crash(tmp_path):
+    """A process that dies right after its appends: the next Store settles them, exact counts."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(FIXTURE_DATAFILE.parents[2])!r})
+        from tests.sandbox.bodies import body, conversion, decision, visitor
+        from toolkit.datafile import load_datafile
+        from toolkit.sandbox import Catalog, Store, check_body
+        catalog = Catalog.from_datafile(load_datafile({str(FIXTURE_DATAFILE)!r}))
+        store = Store({str(tmp_path)!r}, settle_rows=10**9)
+        p = check_body(body(visitor("u", decision(1, uuid="i"), conversion("purchase", 2, uuid="c"),
+                                    conversion("purchase", 2, uuid="c"))), catalog, received_at=1.0)
+        store.append(p.decisions, p.conversions, {{"events.received": p.n_events}})
+        os._exit(0)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert _inbox_rows(tmp_path) == 4
+    store = Store(tmp_path)
+    assert store.counters() == {"events.received": 3, "events.stored": 2, "events.duplicates": 1}
+    store.close()
+
+
+def test_reset_also_empties_the_inbox(tmp_path, catalog):
+    store = Store(tmp_path, settle_rows=10**9)
+    p = _parsed(catalog, visitor("u", decision(1), conversion("purchase", 2)))
+    store.append(p.decisions, p.conversions, {"events.received": 2})
+    store.reset()
+    assert store.counters() == {} and store.query("SELECT COUNT(*) FROM conversions") == [(0,)]
+    store.close()
+
+
+def test_rows_without_their_body_header_are_refused(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(TypeError, match="Rows"):
+        store.append([("60001", "u", 1)], [], {})
+    with pytest.raises(ValueError, match="header"):
+        store.append(Rows(("42",), [("60001", "u", 1)]), [], {})
+    store.append(Rows(), Rows(), {"requests.204": 1})  # an empty body: counters only
+    assert store.counters() == {"requests.204": 1}
+    store.close()
+
+
+def test_gc_pause_restores_the_previous_state():
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), _gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
