@@ -42,8 +42,8 @@ def sandbox_process(data_dir: Path, *extra: str, env: dict | None = None) -> Ite
         if not m:
             proc.kill()
             raise AssertionError(f"sandbox did not start: {first!r} {proc.stderr.read()[-2000:]}")
-        drain = threading.Thread(target=proc.stdout.read, daemon=True)  # keep its pipe from filling
-        drain.start()
+        for pipe in (proc.stdout, proc.stderr):  # keep its pipes from filling up (and blocking it)
+            threading.Thread(target=pipe.read, daemon=True).start()
         yield proc, m.group(1)
     finally:
         if proc.poll() is None:
