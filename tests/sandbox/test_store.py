@@ -13,8 +13,7 @@ import pytest
 
 from toolkit.datafile import load_datafile
 from toolkit.sandbox import Catalog, Store, attribute, check_body
-from toolkit.sandbox.app import _gc_paused
-from toolkit.sandbox.ingest import Rows
+from toolkit.sandbox.ingest import Rows, gc_paused
 from toolkit.sandbox.store import DB_NAME
 
 from .bodies import CONTROL, TREATMENT, body, conversion, decision, visitor
@@ -139,13 +138,13 @@ def test_rows_without_their_body_header_are_refused(tmp_path):
 
 def test_gc_pause_restores_the_previous_state():
     assert gc.isenabled()
-    with pytest.raises(RuntimeError), _gc_paused():
+    with pytest.raises(RuntimeError), gc_paused():
         assert not gc.isenabled()
         raise RuntimeError
     assert gc.isenabled()
     gc.disable()
     try:
-        with _gc_paused():
+        with gc_paused():
             pass
         assert not gc.isenabled()
     finally:

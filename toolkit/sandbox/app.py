@@ -17,20 +17,17 @@ All blocking work (SQLite) runs on the event loop thread: one writer, and a 204 
 events are committed to the store (its inbox; dedup follows in bulk, before anything is read: see
 :mod:`.store`). A writer thread was measured slower: sqlite3 re-takes the GIL per row while the
 loop parses. The cyclic garbage collector is paused while a body is decoded, checked and
-appended: a 1000-event body allocates ~5000 containers, none of them in cycles, and the collections
-they triggered cost more than the parsing itself.
+appended (:func:`.ingest.gc_paused`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
@@ -46,7 +43,7 @@ from ..errors import DatafileError, UserInputError
 from ..secrets import Secret
 from .attribution import attribute
 from .faults import FaultInjector, FaultSpec, parse_faults
-from .ingest import BodyError, Catalog, check_body, decode_body
+from .ingest import BodyError, Catalog, check_body, decode_body, gc_paused
 from .results import experiment_event_ids, results_csv, results_json
 from .store import Store, StoredDatafile
 
@@ -151,18 +148,6 @@ async def _read_capped(request: Request, cap: int) -> bytes | None:
     return None if size > cap else b"".join(chunks)
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic GC inside (reference counting still frees everything); the previous state after."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def _problem(status: int, code: str, reason: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"status": status, "code": code, "reason": reason, **extra}, status_code=status)
 
@@ -195,7 +180,7 @@ def create_app(state: SandboxState) -> ASGIApp:
             store.bump({"requests.413": 1, "rejected.too_large": 1})
             return _problem(413, "too_large", f"body over {MAX_BODY_BYTES} bytes (3.5 MB): split it into smaller batches")
         strict = request.headers.get("x-optimizely-strict", "").strip().lower() == "true"
-        with _gc_paused():  # nothing awaits inside: one request at a time
+        with gc_paused():  # nothing awaits inside: one request at a time
             try:
                 parsed = check_body(decode_body(data, request.headers.get("content-type")), state.catalog,
                                     received_at=time.time())

@@ -17,8 +17,11 @@ is stored, a duplicate, or dropped: ``received == stored + duplicates + dropped`
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -28,7 +31,8 @@ import orjson
 from ..contracts import CAMPAIGN_ACTIVATED
 from ..datafile import Datafile
 
-__all__ = ["Catalog", "BodyError", "DropReason", "Parsed", "Rows", "decode_body", "check_body", "MAX_PROBLEMS"]
+__all__ = ["Catalog", "BodyError", "DropReason", "Parsed", "Rows", "decode_body", "check_body", "gc_paused",
+           "MAX_PROBLEMS"]
 
 MAX_PROBLEMS = 20
 _INT64 = 2**63 - 1
@@ -108,6 +112,21 @@ class Parsed:
     dropped: Counter[str] = field(default_factory=Counter)
     bad: list[dict[str, Any]] = field(default_factory=list)  # first MAX_PROBLEMS dropped events, for strict mode
     n_events: int = 0
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic GC inside (reference counting still frees everything); the previous state after.
+
+    A 1000-event body decodes into ~5000 containers, none in a cycle: the collections they
+    triggered cost more than decoding and checking the body."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def decode_body(data: bytes, content_type: str | None) -> dict[str, Any]:
