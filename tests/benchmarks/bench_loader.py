@@ -1,0 +1,172 @@
+"""Loader throughput per format and its peak memory (issue 3's speed target, issue 10 rows 1 and 6).
+
+Data: ``toolkit sample`` (200k events, or fewer at small sizes) repeated with new ids up to
+BENCH_LOADER_ROWS rows (default 1M). Each copy is one loader chunk (200k rows), so the number of
+distinct property texts per chunk is the sample's own (the Parquet/CSV loader parses each distinct
+text once per chunk: copies do not make it look faster).
+
+Rows, measured side by side in one run (median of 3, spread reported):
+- load Parquet, CSV: rows/s, target >= 500k rows/s;
+- load JSONL: rows/s vs ``orjson.loads`` of every line alone (the parse-only bound), target
+  within 1.5x of it;
+- peak RSS of a process that loads the JSONL export chunk by chunk, target <= 2 GB.
+
+Run: ``make bench`` (or ``pytest -m bench tests/benchmarks/bench_loader.py -s``); the tiny run at
+the end of this file is part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from tests.benchmarks.harness import BenchRow, Measurement, measure
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = int(os.environ.get("BENCH_LOADER_ROWS", "1000000"))
+SAMPLE_EVENTS = 200_000
+TARGET_ROWS_PER_S = 500_000
+TARGET_BOUND_RATIO = 1.5
+TARGET_PEAK_MB = 2048
+FORMATS = ("parquet", "csv", "jsonl")
+_ID_COLUMNS = ("event_id", "anonymous_id", "user_id")
+_ID_KEYS = (b'"messageId":"', b'"anonymousId":"', b'"userId":"')
+
+
+@dataclass(frozen=True)
+class LoaderBench:
+    rows: int
+    per_format: dict[str, Measurement]  # seconds to load the whole export
+    bound: Measurement  # seconds to orjson.loads every JSONL line
+    peak_rss_mb: float
+
+    def rows_per_s(self, fmt: str) -> float:
+        return self.rows / self.per_format[fmt].median
+
+    @property
+    def bound_rows_per_s(self) -> float:
+        return self.rows / self.bound.median
+
+
+def make_exports(out: Path, rows: int) -> dict[str, Path]:
+    """``toolkit sample`` of min(rows, 200k) events, copied with new ids up to ``rows`` rows."""
+    from toolkit.sample import generate_sample
+
+    src = out / "sample"
+    generate_sample(src, events=min(rows, SAMPLE_EVENTS), seed=7)
+    copies = -(-rows // min(rows, SAMPLE_EVENTS))
+    lines = (src / "export.jsonl").read_bytes().splitlines(keepends=True)
+    with open(out / "big.jsonl", "wb") as fh:
+        for k in range(copies):
+            prefix = b"%d-" % k
+            for line in lines:
+                for key in _ID_KEYS:
+                    line = line.replace(key, key + prefix, 1)
+                fh.write(line)
+    table = pq.read_table(src / "export.parquet")
+    tables = []
+    for k in range(copies):
+        t = table
+        for col in _ID_COLUMNS:
+            i = t.schema.get_field_index(col)
+            t = t.set_column(i, col, pc.binary_join_element_wise(pa.scalar(f"{k}-"), t[col], ""))
+        tables.append(t)
+    big = pa.concat_tables(tables)
+    pq.write_table(big, out / "big.parquet", compression="zstd")
+    pcsv.write_csv(big, out / "big.csv")
+    return {fmt: out / f"big.{fmt}" for fmt in FORMATS}
+
+
+def _load(path: Path) -> int:
+    from toolkit.exports import iter_export
+
+    return sum(chunk.rows_in for chunk in iter_export(path))
+
+
+def _parse_only(path: Path) -> int:
+    n = 0
+    loads, error = orjson.loads, orjson.JSONDecodeError
+    with open(path, "rb", buffering=1 << 20) as fh:
+        for line in fh:
+            try:  # noqa: SIM105 (contextlib.suppress per line would slow the bound down)
+                loads(line)
+            except error:
+                pass
+            n += 1
+    return n
+
+
+_PEAK = """
+import resource, sys
+from toolkit.exports import iter_export
+rows = sum(c.rows_in for c in iter_export(sys.argv[1]))
+print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss_mb(path: Path) -> float:
+    """Peak RSS of a fresh process that loads ``path`` chunk by chunk (MB)."""
+    done = subprocess.run([sys.executable, "-c", _PEAK, str(path)], cwd=ROOT, capture_output=True, text=True,
+                          check=True, timeout=3600)
+    return int(done.stdout.split()[1]) / 1024
+
+
+def run_loader_bench(out: Path, rows: int, *, repeat: int = 3) -> LoaderBench:
+    files = make_exports(out, rows)
+    counts = {fmt: _load(p) for fmt, p in files.items()}  # warm-up, and the row counts
+    per_format = {fmt: measure(lambda p=p: _load(p), repeat=repeat) for fmt, p in files.items()}
+    bound = measure(lambda: _parse_only(files["jsonl"]), repeat=repeat)
+    assert counts["parquet"] == counts["csv"] >= rows and counts["jsonl"] >= rows
+    return LoaderBench(rows=counts["parquet"], per_format=per_format, bound=bound,
+                       peak_rss_mb=peak_rss_mb(files["jsonl"]))
+
+
+def rows_for(result: LoaderBench) -> list[BenchRow]:
+    n = f"{result.rows / 1e6:g}M" if result.rows >= 1e6 else f"{result.rows / 1e3:g}k"
+    out = []
+    for fmt in ("parquet", "csv"):
+        rps = result.rows_per_s(fmt)
+        out.append(BenchRow(name=f"load {n} rows ({fmt})", toolkit=rps, anchor=None, unit="rows/s",
+                            anchor_name="", target=">= 500k rows/s", met=rps >= TARGET_ROWS_PER_S,
+                            spread=result.per_format[fmt].spread))
+    rps, bound = result.rows_per_s("jsonl"), result.bound_rows_per_s
+    out.append(BenchRow(name=f"load {n} rows (jsonl)", toolkit=rps, anchor=bound, unit="rows/s",
+                        anchor_name="orjson.loads of every line alone (parse-only bound)",
+                        target="within 1.5x", met=rps * TARGET_BOUND_RATIO >= bound,
+                        spread=result.per_format["jsonl"].spread,
+                        notes=f"bound spread {result.bound.spread:.0%}"))
+    out.append(BenchRow(name=f"loader peak RSS, {n} rows (jsonl)", toolkit=result.peak_rss_mb, anchor=None,
+                        unit="MB", anchor_name="", target="<= 2048 MB", met=result.peak_rss_mb <= TARGET_PEAK_MB))
+    return out
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(7200)
+def test_loader_throughput_and_memory(tmp_path, bench):
+    started = time.perf_counter()
+    result = run_loader_bench(tmp_path, ROWS)
+    for row in rows_for(result):
+        bench.add(row)
+        print(f"{row.name}: {row.toolkit:,.0f} {row.unit}" + (f" (anchor {row.anchor:,.0f})" if row.anchor else ""))
+    print(f"loader benchmark took {time.perf_counter() - started:.0f} s")
+
+
+def test_loader_benchmark_runs_at_tiny_size(tmp_path):
+    """The benchmark's code at a tiny size (inside make test; no speed assertion)."""
+    result = run_loader_bench(tmp_path, 400, repeat=1)
+    assert result.rows == 400 and set(result.per_format) == set(FORMATS)
+    rows = rows_for(result)
+    assert [r.unit for r in rows] == ["rows/s", "rows/s", "rows/s", "MB"]
+    assert all(r.toolkit > 0 for r in rows) and rows[2].anchor and rows[2].anchor > 0
+    assert 0 < result.peak_rss_mb < 100_000
