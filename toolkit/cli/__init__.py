@@ -74,6 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as exc:  # a path the command cannot read or write (permissions, read-only, full disk)
+        if args.debug or not exc.filename:
+            raise
+        print(redactor.clean(f"toolkit {args.command}: error: {exc.filename}: {exc.strerror or exc}; "
+                             "choose a path you can write to (check permissions and free space)"), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
