@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +56,22 @@ class PipelineResult:
     report: Path
 
 
+@contextmanager
+def _local_kernel_config():
+    """Kernels talk to papermill over Unix sockets in a private folder, not loopback TCP: nothing
+    else on the machine can reach them (and the kernel has no TCP warning to print)."""
+    from traitlets.config import Config
+
+    folder = tempfile.mkdtemp(prefix="toolkit-kernel-")
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = os.path.join(folder, "kernel")
+    try:
+        yield config
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _exit_code_for(ename: str) -> int:
     cls = getattr(_errors, ename, None)
     if isinstance(cls, type) and issubclass(cls, _errors.ToolkitError):
@@ -85,12 +104,13 @@ def run_pipeline(settings: RunSettings, *, stages: tuple[str, ...] = STAGES, pro
         log.info("running %s", name)
         started = time.monotonic()
         try:
-            pm.execute_notebook(
-                str(src), str(dst),
-                parameters={"run_dir": str(run_dir), "settings_path": str(settings_path)},
-                kernel_name=kernel_name, progress_bar=progress, log_output=False, cwd=str(run_dir),
-                request_save_on_cell_execute=True,
-            )
+            with _local_kernel_config() as kernel_config:
+                pm.execute_notebook(
+                    str(src), str(dst),
+                    parameters={"run_dir": str(run_dir), "settings_path": str(settings_path)},
+                    kernel_name=kernel_name, progress_bar=progress, log_output=False, cwd=str(run_dir),
+                    request_save_on_cell_execute=True, config=kernel_config,
+                )
         except PapermillExecutionError as exc:
             code = _exit_code_for(exc.ename)
             failed = name
