@@ -92,19 +92,15 @@ def run_once(inputs: Inputs, *, with_e3: bool):
 
 
 @pytest.mark.bench
-def test_bench_reconcile():
-    from tests.benchmarks.harness import BenchCollector, BenchRow, measure
+def test_bench_reconcile(bench):
+    from tests.benchmarks.harness import BenchRow, measure
 
     inputs = build_inputs()
     delivered = len(inputs.ledger.events)
-    collector = BenchCollector()
     for with_e3 in (False, True):
         rec = run_once(inputs, with_e3=with_e3)
         assert rec.unexplained == 3
         m = measure(lambda w=with_e3: run_once(inputs, with_e3=w), repeat=3)
-        collector.add(BenchRow(f"reconcile {delivered:,} delivered events{' + E3' if with_e3 else ''}", m.median,
+        bench.add(BenchRow(f"reconcile {delivered:,} delivered events{' + E3' if with_e3 else ''}", m.median,
                                TARGET_SECONDS, "s", "fixed target", f"< {TARGET_SECONDS:g} s",
                                m.median < TARGET_SECONDS, spread=m.spread))
-    print(collector.table())
-    collector.write(Path(__file__).resolve().parents[2] / "reports" / "bench")
-    assert all(r.met for r in collector.rows), collector.table()

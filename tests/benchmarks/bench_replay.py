@@ -147,18 +147,15 @@ def run_replay_bench(work_dir: Path, *, events: int = N_EVENTS, sdk_events: int 
 
 @pytest.mark.bench
 @pytest.mark.timeout(3600)  # generating and mapping 1M rows takes minutes on a laptop
-def test_bench_replay(tmp_path):
-    from tests.benchmarks.harness import BenchCollector, BenchRow
+def test_bench_replay(tmp_path, bench):
+    from tests.benchmarks.harness import BenchRow
 
     result = run_replay_bench(tmp_path)
     for line in result.lines():
         print(line)
     assert result.sink_events == result.expected_sink_events and result.delivered == result.events
-    collector = BenchCollector()
-    collector.add(BenchRow(f"replay {N_EVENTS:,} export rows end to end vs optimizely-sdk", result.toolkit_eps, result.sdk_eps,
+    bench.add(BenchRow(f"replay {N_EVENTS:,} export rows end to end vs optimizely-sdk", result.toolkit_eps, result.sdk_eps,
                            "events/s", "optimizely-sdk EventFactory x10 + EventDispatcher, same sink",
                            f">= {TARGET:g}x", result.vs_sdk >= TARGET,
                            notes=f"sink ceiling {result.ceiling_eps:,.0f} events/s "
                                  f"(toolkit at {result.vs_ceiling:.0%} of it)"))
-    print(collector.table())
-    collector.write(Path(__file__).resolve().parents[2] / "reports" / "bench")

@@ -81,7 +81,7 @@ def test_ingest_in_process(bench, request, tmp_path):
 
     def ingest() -> None:
         c0 = time.process_time()
-        store = Store(tmp_path / f"run{next(runs)}")
+        store = Store(tmp_path / f"run{next(runs)}", background=True)  # as the server runs it
         for data in bodies:  # as POST /v1/events does
             with gc_paused():
                 p = check_body(decode_body(data, "application/json"), catalog, received_at=time.time())
