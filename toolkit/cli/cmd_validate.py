@@ -98,6 +98,7 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
     if args.quarantine and not args.events:
         raise ExportError("--quarantine goes with --events (with --export the quarantine comes from mapping)")
     suites = load_suites(args.suites)  # a broken suite fails before any mapping work
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # so does an unwritable --out (not after validating)
     cfg = config_from_args(args, redactor)
     datafile = datafile_from_args(args, cfg)
     blueprint = load_blueprint(args.blueprint) if args.export or args.blueprint else None
