@@ -19,7 +19,7 @@ __all__ = ["epoch_ms", "epoch_ms_strings", "epoch_ms_numbers", "epoch_ms_arrow"]
 
 _SECONDS_BELOW = 1e11
 _NUMERIC = r"[+-]?\d+(?:\.\d*)?"
-_ISO_ZONED = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+_ISO_ZONED = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 
 
 def epoch_ms_numbers(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +34,7 @@ def epoch_ms_numbers(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fast_iso(arr: pa.Array | pa.ChunkedArray, ms: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Arrow's C parser for the usual ``YYYY-MM-DDTHH:MM:SS[.fff](Z|+hh:mm)`` form (20x pandas);
+    """Arrow's C parser for the usual ``YYYY-MM-DD(T| )HH:MM:SS[.fff](Z|+hh:mm)`` form (20x pandas);
     returns the positions it handled. Any value it refuses sends the lot to the general path."""
     fast = pc.fill_null(pc.match_substring_regex(arr, _ISO_ZONED), False)
     mask = np.asarray(fast.to_numpy(zero_copy_only=False), dtype=bool)
