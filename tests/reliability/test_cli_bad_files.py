@@ -77,8 +77,16 @@ def _cases(f):
     }
 
 
-def test_broken_files_give_one_error_line_and_exit_2(files):
-    cases = _cases(files)
+# one of each kind in make test (each case is a Python process: ~1 CPU-second); all of them in make soak
+FAST = ("config not JSON", "config without account_id", "TOML config broken", "datafile not JSON",
+        "datafile of another account", "events file broken", "results JSON broken", "results CSV wrong columns",
+        "ledger not a ledger", "sandbox on a public address")
+
+
+@pytest.mark.parametrize("which", ["fast", pytest.param("all", marks=pytest.mark.soak)])
+def test_broken_files_give_one_error_line_and_exit_2(files, which):
+    cases = {k: v for k, v in _cases(files).items() if which == "all" or k in FAST}
+    assert which == "all" or len(cases) == len(FAST)
     env = env_with(OPTIMIZELY_SDK_KEY="CliBadFilesKey1")
     procs = {name: subprocess.Popen(toolkit_cmd(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True) for name, (args, _) in cases.items()}
