@@ -73,7 +73,15 @@ def _median(xs: list[float]) -> float:
 
 
 def test_ingest_in_process(bench, request, tmp_path):
-    n = _scale(request)
+    bench.add(run_in_process(_scale(request), tmp_path))
+
+
+def test_ingest_over_http(bench, request, tmp_path):
+    bench.add(run_over_http(_scale(request), tmp_path))
+
+
+def run_in_process(n: int, tmp_path: Path, repeat: int = 3) -> BenchRow:
+    """``n`` 1000-event bodies through decode, check and the store, as the server does, to a read."""
     bodies = [_body(i) for i in range(n)]
     catalog = Catalog.from_datafile(load_datafile(FIXTURE))
     runs = iter(range(100))
@@ -90,17 +98,17 @@ def test_ingest_in_process(bench, request, tmp_path):
         store.close()
         cpu.append(time.process_time() - c0)
 
-    m = measure(ingest, repeat=3)
+    m = measure(ingest, repeat=repeat)
     rate = n * 1000 / m.median
     cpu_rate = n * 1000 / _median(cpu)
-    bench.add(BenchRow("sandbox ingest, in-process (validate+SQLite)", rate, TARGET, "events/s",
+    return (BenchRow("sandbox ingest, in-process (validate+SQLite)", rate, TARGET, "events/s",
                        "target 100k events/s", ">= 1x", rate >= TARGET, spread=m.spread,
                        notes=f"{n} bodies x 1000 events; CPU-bound rate {cpu_rate:,.0f} events/CPU-s; "
                        f"load {os.getloadavg()[0]:.1f}", extra={"cpu_rate": cpu_rate}))
 
 
-def test_ingest_over_http(bench, request, tmp_path):
-    n = _scale(request)
+def run_over_http(n: int, tmp_path: Path, repeat: int = 3) -> BenchRow:
+    """``n`` 1000-event bodies posted by two keep-alive threads to a ``toolkit sandbox`` process."""
     bodies = [_body(i) for i in range(n)]
     cfg = tmp_path / "install.json"
     proc = subprocess.Popen(
@@ -142,7 +150,7 @@ def test_ingest_over_http(bench, request, tmp_path):
             settled_cpu.append(sum(server.cpu_times()[:2]) - c0)
             assert stats["events_stored"] == n * 1000 and stats["duplicates"] == 0
 
-        measure(run, repeat=3)
+        measure(run, repeat=repeat)
         m = Measurement(wall)
     finally:
         proc.terminate()
@@ -151,7 +159,7 @@ def test_ingest_over_http(bench, request, tmp_path):
     server_cpu_rate = n * 1000 / _median(cpu)
     settled_rate = n * 1000 / _median(settled)
     settled_cpu_rate = n * 1000 / _median(settled_cpu)
-    bench.add(BenchRow("sandbox ingest over HTTP (1000-event bodies)", rate, TARGET, "events/s",
+    return (BenchRow("sandbox ingest over HTTP (1000-event bodies)", rate, TARGET, "events/s",
                        "target 100k events/s", ">= 1x", rate >= TARGET, spread=m.spread,
                        notes=f"until the last 204; server CPU-bound rate {server_cpu_rate:,.0f} events/CPU-s; "
                        f"until stats answer {settled_rate:,.0f} events/s ({settled_cpu_rate:,.0f} events/CPU-s); "

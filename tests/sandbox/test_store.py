@@ -14,7 +14,7 @@ import pytest
 from toolkit.datafile import load_datafile
 from toolkit.sandbox import Catalog, Store, attribute, check_body
 from toolkit.sandbox.ingest import Rows, gc_paused
-from toolkit.sandbox.store import DB_NAME
+from toolkit.sandbox.store import INBOX_NAME
 
 from .bodies import CONTROL, TREATMENT, body, conversion, decision, visitor
 from .conftest import FIXTURE_DATAFILE
@@ -26,9 +26,9 @@ def catalog() -> Catalog:
 
 
 def _inbox_rows(data_dir) -> int:
-    with sqlite3.connect(data_dir / DB_NAME) as db:
-        return db.execute("SELECT (SELECT COUNT(*) FROM inbox_decisions) + (SELECT COUNT(*) FROM inbox_conversions)"
-                          " + (SELECT COUNT(*) FROM inbox_bodies)").fetchone()[0]
+    with sqlite3.connect(data_dir / INBOX_NAME) as db:
+        return db.execute("SELECT (SELECT COUNT(*) FROM decisions) + (SELECT COUNT(*) FROM conversions)"
+                          " + (SELECT COUNT(*) FROM bodies)").fetchone()[0]
 
 
 def _parsed(catalog, *visitors, received_at=1.0):
@@ -149,3 +149,36 @@ def test_gc_pause_restores_the_previous_state():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_crash_between_settle_and_prune_counts_nothing_twice(tmp_path, catalog, monkeypatch):
+    import toolkit.sandbox.inbox as inbox
+
+    store = Store(tmp_path, settle_rows=10**9)
+    p = _parsed(catalog, visitor("u", decision(1, uuid="i"), conversion("purchase", 2, uuid="c")))
+    store.append(p.decisions, p.conversions, {"events.received": 2})
+    monkeypatch.setattr(inbox, "_prune", lambda *a: None)  # the process dies right after the main commit
+    assert store.settle() == (2, 0)
+    assert _inbox_rows(tmp_path) == 3
+    monkeypatch.undo()
+    q = _parsed(catalog, visitor("u", conversion("purchase", 2, uuid="c"), conversion("purchase", 3, uuid="d")))
+    store.append(q.decisions, q.conversions, {"events.received": 2})
+    assert store.counters() == {"events.received": 4, "events.stored": 3, "events.duplicates": 1}
+    assert _inbox_rows(tmp_path) == 0
+    assert store.query("SELECT uuid FROM conversions ORDER BY rowid") == [("c",), ("d",)]
+    store.close()
+
+
+def test_background_settling_while_appending(tmp_path, catalog):
+    store = Store(tmp_path, settle_rows=50, background=True)
+    sent = 0
+    for b in range(40):
+        p = _parsed(catalog, *(visitor(f"b{b}-v{v}", decision(v), conversion("purchase", v + 1),
+                                       conversion("purchase", v + 1, uuid=f"dup-{b}-{v}"),
+                                       conversion("purchase", v + 1, uuid=f"dup-{b}-{v}")) for v in range(5)))
+        store.append(p.decisions, p.conversions, {"events.received": p.n_events})
+        sent += p.n_events
+    assert store.counters() == {"events.received": sent, "events.stored": sent * 3 // 4,
+                                "events.duplicates": sent // 4}
+    assert _inbox_rows(tmp_path) == 0
+    store.close()

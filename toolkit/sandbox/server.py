@@ -102,7 +102,7 @@ class Sandbox:
             return self
         import uvicorn
 
-        store = Store(self.data_dir)
+        store = Store(self.data_dir, background=True)
         try:
             df = _load_datafile(self._datafile_arg, store)
             state = SandboxState(store, datafile=df, sdk_key=self.sdk_key, api_token=self.api_token,
