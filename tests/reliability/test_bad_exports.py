@@ -36,7 +36,7 @@ def fuzz(case, examples: int, soak_examples: int, **strategies):
         return settings(max_examples=n, deadline=None, derandomize=seeded, database=None,
                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])(
             given(**strategies)(case))
-    return make(examples, True), pytest.mark.soak(make(soak_examples, False))
+    return make(examples, True), pytest.mark.timeout(1800)(pytest.mark.soak(make(soak_examples, False)))
 
 SAMPLE_LINES = (REPO / "data" / "sample" / "export.jsonl").read_bytes().splitlines()[:80]
 
