@@ -19,7 +19,10 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from functools import cache
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .contracts import Reason
 
@@ -95,30 +98,76 @@ def minor_units(
     """Vectorized :func:`to_minor_units` over aligned Series of raw text and currency codes.
 
     Returns ``(minor: Int64, reason: string, detail: string)``; rows where ``raw`` is null get
-    null in all three; a failed row has null ``minor`` and its reason/detail set. Each distinct
-    (raw, currency) pair is converted once.
+    null in all three; a failed row has null ``minor`` and its reason/detail set.
+
+    The common forms (plain digits with at most three decimals, a known currency) are converted
+    with Arrow string kernels and int64 arithmetic, which is exact: ``"19.99"`` becomes the digits
+    ``1999`` and the count of decimals 2, then is scaled by ``10 ** (exponent - decimals)``
+    (trailing zeros beyond the exponent divide out exactly, else the row is left to the scalar
+    path). Everything else (exponents, signs, blanks, too many decimals, unknown currencies) goes
+    through :func:`to_minor_units`, once per distinct (raw, currency) pair, for its exact
+    result or its reason and detail.
     """
     idx = raw.index
-    raws = raw.astype(object).where(raw.notna(), None).tolist()
-    curs = currency.astype(object).where(currency.notna(), None).tolist()
-    done: dict[tuple, tuple[int | None, str | None, str | None]] = {}
-    minors: list[int | None] = []
-    reasons: list[str | None] = []
-    details: list[str | None] = []
-    for pair in zip(raws, curs, strict=True):
-        res = done.get(pair)
-        if res is None:
-            r, c = pair
-            if r is None:
-                res = (None, None, None)
-            else:
+    n = len(raw)
+    minor = np.zeros(n, dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+    text = pa.array(raw.astype("string"))
+    if n:
+        exp = _row_exponents(currency)
+        fast = pc.fill_null(pc.match_substring_regex(text, _FAST_AMOUNT), False).to_numpy(zero_copy_only=False)
+        fast &= exp >= 0
+        if fast.any():
+            dot = pc.fill_null(pc.find_substring(text, "."), -1).to_numpy(zero_copy_only=False)
+            length = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
+            digits_text = pc.if_else(pa.array(fast), pc.replace_substring(text, ".", ""), None)
+            digits = pc.fill_null(pc.cast(digits_text, pa.int64()), 0).to_numpy(zero_copy_only=False)
+            decimals = np.where(dot < 0, 0, length - dot - 1)
+            shift = np.where(fast, exp - decimals, 0)
+            up = fast & (shift >= 0)
+            minor[up] = digits[up] * _POW10[shift[up]]
+            down = fast & (shift < 0)
+            if down.any():  # more decimals than the currency has: exact only if they are zeros
+                div = _POW10[-shift[down]]
+                exact = digits[down] % div == 0
+                rows = np.flatnonzero(down)[exact]
+                minor[rows] = digits[rows] // div[exact]
+                up[rows] = True
+            done = up
+    valid = pc.is_valid(text).to_numpy(zero_copy_only=False) if n else np.zeros(0, dtype=bool)
+    reasons = np.full(n, None, dtype=object)
+    details = np.full(n, None, dtype=object)
+    slow = np.flatnonzero(valid & ~done)
+    if len(slow):
+        raws = text.take(pa.array(slow)).to_pylist()
+        curs = currency.iloc[slow].astype(object).where(currency.iloc[slow].notna(), None).tolist()
+        cache: dict[tuple, tuple[int | None, str | None, str | None]] = {}
+        for pos, pair in zip(slow.tolist(), zip(raws, curs, strict=True), strict=True):
+            res = cache.get(pair)
+            if res is None:
                 try:
-                    res = (to_minor_units(r, c, allow_negative=allow_negative), None, None)
+                    res = (to_minor_units(pair[0], pair[1], allow_negative=allow_negative), None, None)
                 except MoneyError as exc:
                     res = (None, exc.reason.value, exc.detail)
-            done[pair] = res
-        minors.append(res[0])
-        reasons.append(res[1])
-        details.append(res[2])
-    return (pd.Series(minors, index=idx, dtype="Int64"), pd.Series(reasons, index=idx, dtype="string"),
-            pd.Series(details, index=idx, dtype="string"))
+                cache[pair] = res
+            if res[0] is not None:
+                minor[pos] = res[0]
+                done[pos] = True
+            else:
+                reasons[pos], details[pos] = res[1], res[2]
+    return (pd.Series(pd.arrays.IntegerArray(minor, ~done), index=idx),
+            pd.Series(reasons, index=idx, dtype="string"), pd.Series(details, index=idx, dtype="string"))
+
+
+# plain digits (at most 14 before the point, 1-3 after): with any ISO exponent (<= 4) the scaled
+# value stays under 10**18, inside int64
+_FAST_AMOUNT = r"^[0-9]{1,14}(\.[0-9]{1,3})?$"
+_POW10 = 10 ** np.arange(19, dtype=np.int64)
+
+
+def _row_exponents(currency: pd.Series) -> np.ndarray:
+    """The exponent of each row's currency, -1 when null or unknown (computed per distinct code)."""
+    codes, uniques = pd.factorize(currency.astype("string"), use_na_sentinel=True)
+    exps = np.array([e if (e := currency_exponent(c)) is not None else -1 for c in uniques.tolist()] + [-1],
+                    dtype=np.int64)
+    return exps[codes]

@@ -92,3 +92,26 @@ def test_one_more_decimal_than_allowed_is_rejected_not_rounded(currency, units, 
     with pytest.raises(MoneyError) as exc:
         to_minor_units(str(amount), currency)
     assert exc.value.reason is Reason.INVALID_REVENUE
+
+
+_AMOUNT_TEXT = st.from_regex(r"[+-]?[0-9]{0,16}(\.[0-9]{0,5})?([eE][+-]?[0-9])?", fullmatch=True) | st.text(max_size=5)
+
+
+@given(pairs=st.lists(st.tuples(st.none() | _AMOUNT_TEXT, st.none() | _CURRENCIES | st.sampled_from(["CLF", "xxx", ""])),
+                      max_size=25),
+       allow_negative=st.booleans())
+def test_vectorized_fast_path_agrees_with_the_scalar_form(pairs, allow_negative):
+    """The Arrow/int64 fast path of ``minor_units`` gives exactly what ``to_minor_units`` gives."""
+    raw = pd.Series([r for r, _ in pairs], dtype="string")
+    cur = pd.Series([c for _, c in pairs], dtype="string")
+    minor, reason, detail = minor_units(raw, cur, allow_negative=allow_negative)
+    for (r, c), m, why, text in zip(pairs, minor, reason, detail, strict=True):
+        if r is None:
+            assert m is pd.NA and why is pd.NA and text is pd.NA
+            continue
+        try:
+            expected = to_minor_units(r, c, allow_negative=allow_negative)
+        except MoneyError as exc:
+            assert (m, why, text) == (pd.NA, exc.reason.value, exc.detail)
+        else:
+            assert (m, why, text) == (expected, pd.NA, pd.NA)
