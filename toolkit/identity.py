@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "POLICIES",
@@ -47,6 +50,8 @@ __all__ = [
     "content_uuid",
     "derived_uuid",
     "event_uuids",
+    "uuid5_array",
+    "derived_uuids",
 ]
 
 # Fixed forever: changing it changes every derived uuid and breaks dedup of replays.
@@ -87,22 +92,57 @@ def derived_uuid(base: str, *parts: object) -> str:
     return _uuid5(_DERIVED_NS, _SEP.join([base, *("" if p is None else str(p) for p in parts)]))
 
 
+def uuid5_array(namespace: uuid.UUID, names: Iterable[str]) -> pa.LargeStringArray:
+    """``[str(uuid.uuid5(namespace, name)) for name in names]`` as an Arrow string array.
+
+    Only the SHA-1 runs per name; the version/variant bits and the hex formatting are done on all
+    digests at once with numpy (the result is checked against :func:`uuid.uuid5` in the tests).
+    """
+    prefix, sha1 = namespace.bytes, hashlib.sha1
+    digests = b"".join([sha1(prefix + s.encode("utf-8"), usedforsecurity=False).digest() for s in names])
+    n = len(digests) // 20
+    raw = np.frombuffer(digests, dtype=np.uint8).reshape(n, 20)[:, :16].copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50  # version 5
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    hexed = np.frombuffer(raw.tobytes().hex().encode("ascii"), dtype=np.uint8).reshape(n, 32)
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for (a, b), (c, d) in zip(_HEX_GROUPS, _TEXT_GROUPS, strict=True):
+        text[:, c:d] = hexed[:, a:b]
+    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int64)
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()))
+
+
+def derived_uuids(bases: Iterable[str], qualifiers: Iterable[str]) -> pa.LargeStringArray:
+    """:func:`derived_uuid` of each (base, qualifier) pair, as an Arrow string array."""
+    return uuid5_array(_DERIVED_NS, [f"{b}{_SEP}{q}" for b, q in zip(bases, qualifiers, strict=True)])
+
+
+_HEX_GROUPS = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
+_TEXT_GROUPS = ((0, 8), (9, 13), (14, 18), (19, 23), (24, 36))
+
+
 def event_uuids(frame: pd.DataFrame) -> pd.Series:
     """The stable uuid of each NORMALIZED row (see the module doc); vectorized where it can be."""
-    ids = frame["event_id"].astype("string").str.strip()
-    ids = ids.mask(ids == "")
-    out = pd.Series(pd.NA, index=frame.index, dtype="string")
-    is_uuid = ids.str.fullmatch(_UUID_RE).fillna(False).astype(bool)
-    out[is_uuid] = ids[is_uuid].str.lower()
-    other = ids.notna() & ~is_uuid
-    if bool(other.any()):
-        out[other] = [_uuid5(NAMESPACE, s) for s in ids[other].tolist()]
-    none = ids.isna()
-    if bool(none.any()):
-        sub = frame.loc[none, ["type", "event", "user_id", "anonymous_id", "timestamp", "properties"]]
-        cols = [sub[c].astype(object).where(sub[c].notna(), None).tolist() for c in sub.columns]
-        out[none] = [content_uuid(*row) for row in zip(*cols, strict=True)]
-    return out
+    ids = pc.utf8_trim_whitespace(pa.array(frame["event_id"].astype("string")))
+    ids = pc.if_else(pc.equal(ids, ""), pa.scalar(None, ids.type), ids)
+    is_uuid = pc.fill_null(pc.match_substring_regex(ids, f"^(?:{_UUID_RE})$"), False)
+    out = pc.if_else(is_uuid, pc.utf8_lower(ids), pa.scalar(None, ids.type))
+    other = pc.and_(pc.is_valid(ids), pc.invert(is_uuid)).to_numpy(zero_copy_only=False)
+    none = pc.is_null(ids).to_numpy(zero_copy_only=False)
+    if other.any() or none.any():
+        fill = np.full(len(frame), None, dtype=object)
+        if other.any():
+            pos = np.flatnonzero(other)
+            fill[pos] = uuid5_array(NAMESPACE, ids.take(pa.array(pos)).to_pylist()).to_numpy(zero_copy_only=False)
+        if none.any():
+            sub = frame.iloc[np.flatnonzero(none)][["type", "event", "user_id", "anonymous_id", "timestamp",
+                                                    "properties"]]
+            cols = [sub[c].astype(object).where(sub[c].notna(), None).tolist() for c in sub.columns]
+            names = [_SEP.join("" if p is None else str(p) for p in row) for row in zip(*cols, strict=True)]
+            fill[none] = uuid5_array(_CONTENT_NS, names).to_numpy(zero_copy_only=False)
+        out = pc.coalesce(out, pa.array(fill, type=out.type))
+    return pd.Series(pd.arrays.ArrowStringArray(out), index=frame.index)
+
 
 POLICIES = ("user_or_anonymous", "anonymous", "user", "stitched")
 

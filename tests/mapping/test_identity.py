@@ -96,3 +96,10 @@ def test_fast_uuid5_equals_the_standard_library(name):
     from toolkit.identity import NAMESPACE, _uuid5
 
     assert _uuid5(NAMESPACE, name) == str(uuid.uuid5(NAMESPACE, name))
+
+
+@given(names=st.lists(st.text(max_size=40), max_size=20))
+def test_bulk_uuid5_equals_the_standard_library(names):
+    from toolkit.identity import NAMESPACE, uuid5_array
+
+    assert uuid5_array(NAMESPACE, names).to_pylist() == [str(uuid.uuid5(NAMESPACE, n)) for n in names]
