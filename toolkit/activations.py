@@ -4,8 +4,8 @@ Each activation names an experiment and a variation (by id or key, from the blue
 lists) which are resolved through the datafile. The impression carries what the SDK puts in a
 decision: ``campaign_id`` = ``entity_id`` = the experiment's layerId (else its id), the experiment
 and variation ids, and the metadata ``flag_key``, ``rule_key`` (experiment key), ``rule_type``,
-``variation_key`` and ``enabled``. ``enabled`` follows the SDK: ``activate()`` of a plain
-experiment sends ``true``; a flag rule sends the variation's ``featureEnabled`` (false when unset).
+``variation_key`` and ``enabled`` (:func:`decision_enabled`: ``activate()`` of a plain
+experiment sends ``true``; a flag rule sends the variation's ``featureEnabled``, false when unset).
 
 An unknown experiment -> ``unknown_experiment``; a variation not in that experiment ->
 ``unknown_variation`` (the detail lists the experiment's variations).
@@ -13,14 +13,28 @@ An unknown experiment -> ``unknown_experiment``; a variation not in that experim
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .blueprint import Blueprint
 from .contracts import CAMPAIGN_ACTIVATED, Reason
-from .datafile import Datafile, ExperimentInfo
-from .identity import derived_uuid
+from .datafile import Datafile, ExperimentInfo, VariationInfo
+from .identity import derived_uuids
+from .tags import parse_objects
 
-__all__ = ["map_activations"]
+__all__ = ["map_activations", "decision_enabled"]
+
+_IMPRESSION_COLUMNS = ("entity_id", "experiment_id", "variation_id", "flag_key", "rule_key", "rule_type",
+                       "variation_key")
+
+
+def decision_enabled(exp: ExperimentInfo, var: VariationInfo) -> bool:
+    """The ``enabled`` metadata of an impression, as the SDK sends it: ``activate()`` of a plain
+    experiment sends ``true``; ``decide()`` on a flag rule (feature test, rollout, ...) sends the
+    variation's ``featureEnabled`` (false when unset)."""
+    if exp.rule_type == "experiment":
+        return True
+    return bool(var.feature_enabled) if var.feature_enabled is not None else False
 
 
 def _first_present(props: dict, names: tuple[str, ...]) -> str | None:
@@ -31,55 +45,70 @@ def _first_present(props: dict, names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _enabled(exp: ExperimentInfo, feature_enabled: bool | None) -> bool:
-    if exp.rule_type == "experiment":
-        return True
-    return bool(feature_enabled) if feature_enabled is not None else False
-
-
 def map_activations(
-    props: list[dict],
-    index: pd.Index,
-    uuids: list[str],
+    texts: pd.Series,
+    uuids: pd.Series,
     datafile: Datafile,
     blueprint: Blueprint,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
-    """Resolve activation rows (their parsed properties, aligned with ``index`` and ``uuids``).
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int], int]:
+    """Resolve activation rows from their properties JSON texts (``uuids`` aligned with ``texts``).
 
-    Returns ``(impressions, failures, warnings)``: ``impressions`` has the impression columns of
-    the EVENTS contract (no visitor/timestamp/source columns: the mapper adds them) indexed by the
-    row index; ``failures`` has ``reason``/``detail`` for the rows that could not be resolved.
+    Each distinct properties text is parsed and resolved once (activations repeat the same few
+    experiment/variation pairs); only the impression uuid is computed per row.
+
+    Returns ``(impressions, failures, warnings, bad_properties)``: ``impressions`` has the
+    impression columns of the EVENTS contract (no visitor/timestamp/source columns: the mapper adds
+    them) indexed like ``texts``; ``failures`` has ``reason``/``detail`` for the rows that could
+    not be resolved; ``bad_properties`` counts texts that are not a JSON object.
     """
+    index = texts.index
+    codes, uniques = pd.factorize(texts.astype("string"), use_na_sentinel=True)
+    props, bad_u = parse_objects([*uniques.tolist(), None])  # the last entry stands for null texts
+    codes = np.where(codes < 0, len(props) - 1, codes)
+    bad_rows = int(np.isin(codes, bad_u).sum()) if bad_u else 0
     by_key = datafile.experiments_by_key
-    resolved: dict[tuple[str | None, str | None], tuple | tuple[Reason, str]] = {}
-    ok_idx, rows, bad_idx, bad = [], [], [], []
-    not_running = 0
     exp_names, var_names = blueprint.activations.experiment, blueprint.activations.variation
-    for i, p, u in zip(index, props, uuids, strict=True):
-        e_ref, v_ref = _first_present(p, exp_names), _first_present(p, var_names)
-        res = resolved.get((e_ref, v_ref))
+    resolved: dict[tuple[str | None, str | None], tuple] = {}
+    per_text: list[tuple] = []
+    for p in props:
+        refs = (_first_present(p, exp_names), _first_present(p, var_names))
+        res = resolved.get(refs)
         if res is None:
-            res = _resolve(e_ref, v_ref, datafile, by_key, exp_names, var_names)
-            resolved[(e_ref, v_ref)] = res
-        if isinstance(res[0], Reason):
-            bad_idx.append(i)
-            bad.append((res[0].value, res[1]))
-            continue
-        exp, var = res
-        not_running += not exp.is_running
-        ok_idx.append(i)
-        rows.append((derived_uuid(u, exp.id), exp.campaign_id, exp.id, var.id, exp.flag_key, exp.key,
-                     exp.rule_type, var.key, _enabled(exp, var.feature_enabled)))
-    cols = ["uuid", "entity_id", "experiment_id", "variation_id", "flag_key", "rule_key", "rule_type",
-            "variation_key", "enabled"]
-    imp = pd.DataFrame(rows, columns=cols, index=pd.Index(ok_idx, dtype=index.dtype))
-    imp = imp.astype({c: "string" for c in cols[:-1]} | {"enabled": "boolean"})
-    imp.insert(0, "kind", pd.Series("impression", index=imp.index, dtype="string"))
-    imp["key"] = pd.Series(CAMPAIGN_ACTIVATED, index=imp.index, dtype="string")
+            res = resolved[refs] = _resolve(*refs, datafile, by_key, exp_names, var_names)
+        per_text.append(res)
+    good_u = np.array([not isinstance(r[0], Reason) for r in per_text], dtype=bool)
+    ok = good_u[codes]
+
+    bad_codes = codes[~ok]
+    fail = pd.DataFrame({"reason": [per_text[c][0].value for c in bad_codes.tolist()],
+                         "detail": [per_text[c][1] for c in bad_codes.tolist()]},
+                        index=index[~ok], dtype="string")
+
+    ok_codes = codes[ok]
+    meta = {name: np.array([None] * len(per_text), dtype=object) for name in _IMPRESSION_COLUMNS}
+    enabled_u = np.zeros(len(per_text), dtype=bool)
+    running_u = np.ones(len(per_text), dtype=bool)
+    for i, res in enumerate(per_text):
+        if good_u[i]:
+            exp, var = res
+            for name, v in zip(_IMPRESSION_COLUMNS, (exp.campaign_id, exp.id, var.id, exp.flag_key, exp.key,
+                                                     exp.rule_type, var.key), strict=True):
+                meta[name][i] = v
+            enabled_u[i], running_u[i] = decision_enabled(exp, var), exp.is_running
+    imp_index = index[ok]
+    exp_ids = meta["experiment_id"][ok_codes]
+    imp = pd.DataFrame({
+        "kind": pd.Series("impression", index=imp_index, dtype="string"),
+        "uuid": pd.Series(pd.arrays.ArrowStringArray(derived_uuids(uuids[ok].tolist(), exp_ids.tolist())),
+                          index=imp_index),
+        **{name: pd.Series(meta[name][ok_codes], index=imp_index, dtype="string") for name in _IMPRESSION_COLUMNS},
+        "enabled": pd.Series(enabled_u[ok_codes], index=imp_index, dtype="boolean"),
+        "key": pd.Series(CAMPAIGN_ACTIVATED, index=imp_index, dtype="string"),
+    }, index=imp_index)
     imp["campaign_id"] = imp["entity_id"]
-    fail = pd.DataFrame(bad, columns=["reason", "detail"], index=pd.Index(bad_idx, dtype=index.dtype), dtype="string")
+    not_running = int((~running_u[ok_codes]).sum())
     warnings = {"impression_experiment_not_running": not_running} if not_running else {}
-    return imp, fail, warnings
+    return imp, fail, warnings, bad_rows
 
 
 def _resolve(e_ref, v_ref, datafile: Datafile, by_key, exp_names, var_names):

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from .activations import decision_enabled
 from .contracts import CAMPAIGN_ACTIVATED, EVENTS, conform, empty
 from .datafile import Datafile
 
@@ -126,13 +127,13 @@ def _candidate_pairs(events: pd.DataFrame, datafile: Datafile) -> pd.DataFrame:
 
 
 def _variation_meta(datafile: Datafile) -> pd.DataFrame:
-    """Impression metadata per (experiment_id, variation_id), as the SDK fills it in."""
+    """Impression metadata per (experiment_id, variation_id), as the SDK fills it in (``enabled``:
+    true for plain experiments, the variation's featureEnabled for flag rules, rollouts included)."""
     rows = []
     for exp in datafile.experiments.values():
         for var in exp.variations:
-            # activate() sends enabled=True for plain experiments; decide() the variation's featureEnabled
-            enabled = bool(var.feature_enabled) if exp.rule_type == "feature-test" else True
-            rows.append((exp.id, var.id, exp.campaign_id, exp.flag_key, exp.key, exp.rule_type, var.key, enabled))
+            rows.append((exp.id, var.id, exp.campaign_id, exp.flag_key, exp.key, exp.rule_type, var.key,
+                         decision_enabled(exp, var)))
     meta = pd.DataFrame(rows, columns=["experiment_id", "variation_id", "campaign_id", "flag_key", "rule_key",
                                        "rule_type", "variation_key", "enabled"])
     return meta.astype({c: "string" for c in meta.columns if c != "enabled"} | {"enabled": "boolean"})

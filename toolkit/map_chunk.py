@@ -1,0 +1,325 @@
+"""Normalized export rows -> Optimizely events (conversions and impressions), per chunk.
+
+``map_events`` is pure: one NORMALIZED frame in, a :class:`MapResult` out. Every input row ends
+up in exactly one of: mapped (one Optimizely event), skipped by a rule (``page``, ``identify``,
+... or ignored by the blueprint; counted in ``skipped``), or quarantined (one QUARANTINE row with
+a stable reason). Checks run in this order and the first failure is the row's reason:
+event name, timestamp, visitor id, then for activations the experiment and variation, for
+conversions the event key (``key_not_in_datafile``, with "did you mean" when a case- or
+separator-insensitive match exists), revenue / currency, value, and the body size.
+
+Conversions: ``key`` from the blueprint (case-sensitive), ``entity_id`` the datafile event id,
+``revenue`` integer minor units (only for the blueprint's revenue events), ``value`` a number,
+``tags`` sorted-key JSON text holding the property tags plus ``revenue``, ``value`` and
+``currency`` (as the SDK sends revenue and value inside the tags too). A property named
+``revenue``/``value``/``currency`` is never passed through raw. Timestamps are the source ms.
+Output rows keep the input order; the same input gives the same output, byte for byte.
+
+How it stays fast: the checks are numpy masks over the chunk, repeated values (event names,
+keys, currencies, activation properties) are resolved once per distinct value, money is
+converted by Arrow string kernels, and the only per-row Python is the tags of each conversion
+(its properties parsed once) and the SHA-1 of derived uuids. Output columns are assembled as
+Arrow arrays.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .activations import map_activations
+from .blueprint import Blueprint
+from .contracts import CAMPAIGN_ACTIVATED, EVENTS, NORMALIZED, QUARANTINE, Reason, SkipRule, conform, empty
+from .datafile import Datafile
+from .identity import Identity, as_identity, event_uuids, resolve_visitor_ids
+from .money import minor_units
+from .payload import DEFAULT_MAX_BYTES, BodyHeader, event_body_sizes, gc_paused
+from .tags import conversion_tags
+
+__all__ = ["MapResult", "map_events"]
+
+_STR = pa.large_string()
+
+
+@dataclass(frozen=True)
+class MapResult:
+    events: pd.DataFrame  # EVENTS
+    quarantine: pd.DataFrame  # QUARANTINE
+    skipped: dict[str, int] = field(default_factory=dict)  # SkipRule value -> rows
+    warnings: dict[str, int] = field(default_factory=dict)  # warning code -> rows
+
+    @property
+    def rows_mapped(self) -> int:
+        return len(self.events) - int(self.events["synthesized"].fillna(False).sum())
+
+
+class _Verdicts:
+    """The first failure of each row: its reason code and detail (later failures do not count)."""
+
+    def __init__(self, n: int) -> None:
+        self.failed = np.zeros(n, dtype=bool)
+        self.reason = np.full(n, None, dtype=object)
+        self.detail = np.full(n, None, dtype=object)
+
+    def fail(self, mask: np.ndarray, code: Reason, text: np.ndarray | str) -> None:
+        m = mask & ~self.failed
+        if m.any():
+            self.failed |= m
+            self.reason[m] = code.value
+            self.detail[m] = text[m] if isinstance(text, np.ndarray) else text
+
+
+def _bools(s: pd.Series) -> np.ndarray:
+    return s.fillna(False).to_numpy(dtype=bool)
+
+
+def _objects(s: pd.Series) -> np.ndarray:
+    return s.to_numpy(dtype=object, na_value=None)
+
+
+def _arrow(s: pd.Series) -> pa.Array:
+    arr = pa.array(s.array)
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _strings(arr: pa.Array) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowStringArray(arr.cast(_STR)))
+
+
+def _constant(value: str, n: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), pa.array([value], _STR)).cast(_STR)
+
+
+def _map_unique(s: pd.Series, fn) -> pd.Series:
+    """``s.map(fn)`` computed once per distinct value (event names repeat a lot)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    mapped = np.array([fn(u) for u in uniques.tolist()] + [None], dtype=object)
+    return pd.Series(mapped[codes], index=s.index, dtype="string")
+
+
+def _parse_values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """value_raw -> (float64 values, valid mask, detail of the invalid ones as an object array)."""
+    n = len(raw)
+    values, valid = np.zeros(n, dtype=np.float64), np.zeros(n, dtype=bool)
+    detail = np.full(n, None, dtype=object)
+    present = np.flatnonzero(raw.notna().to_numpy())
+    if len(present):
+        num = pd.to_numeric(raw.iloc[present], errors="coerce").astype("Float64")
+        as_float = num.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = np.isfinite(as_float)
+        values[present[finite]] = as_float[finite]
+        valid[present[finite]] = True
+        for pos, text in zip(present[~finite].tolist(), raw.iloc[present[~finite]].tolist(), strict=True):
+            detail[pos] = f"value {text[:60]!r} is not a finite number"
+    return values, valid, detail
+
+
+def map_events(
+    normalized: pd.DataFrame,
+    datafile: Datafile,
+    blueprint: Blueprint,
+    *,
+    identity: str | Identity = "user_or_anonymous",
+    activations: bool = True,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> MapResult:
+    """Map one chunk of NORMALIZED rows. ``activations=False`` (``--decisions none``) skips the
+    activation events (counted as ``activation_not_sent``) instead of sending impressions."""
+    with gc_paused():  # per-row tags and uuids: many small objects, no cycles
+        return _map_events(normalized, datafile, blueprint, identity=identity, activations=activations,
+                           max_bytes=max_bytes)
+
+
+def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Blueprint, *,
+                identity: str | Identity, activations: bool, max_bytes: int) -> MapResult:
+    f = conform(normalized, NORMALIZED).reset_index(drop=True)
+    n = len(f)
+    verdict = _Verdicts(n)
+    fail = verdict.fail
+    skipped: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
+
+    typ = f["type"].astype("string").str.strip().str.lower().fillna("track")
+    name = f["event"].astype("string").str.strip()
+    name = name.mask(name == "")
+    has_name = name.notna().to_numpy()
+    skip = _bools(typ.isin(list(blueprint.skip_types)))
+    skipped[SkipRule.NOT_TRACK.value] += int(skip.sum())
+    live = ~skip
+    fail(live & ~has_name, Reason.MISSING_EVENT_NAME, "track event without an event name")
+    is_act = live & _bools(name.isin(list(blueprint.activations.events)))
+    if not activations:
+        skipped[SkipRule.ACTIVATIONS_OFF.value] += int((is_act & ~verdict.failed).sum())
+        live = live & ~is_act
+        is_act = np.zeros(n, dtype=bool)
+    keys = _map_unique(name, blueprint.key_for)
+    ignored = live & ~is_act & has_name & keys.isna().to_numpy() & ~verdict.failed
+    skipped[SkipRule.BLUEPRINT_IGNORE.value] += int(ignored.sum())
+    live = live & ~ignored
+    fail(live & f["timestamp"].isna().to_numpy(), Reason.UNPARSEABLE_TIMESTAMP, "no usable timestamp")
+    ident = as_identity(identity, f)
+    visitor = resolve_visitor_ids(f, ident)
+    fail(live & visitor.isna().to_numpy(), Reason.MISSING_VISITOR_ID,
+         f"no visitor id under the {ident.policy!r} identity policy (no user_id / anonymous_id)")
+
+    # conversions: event key must be in the datafile
+    conv = live & ~is_act & ~verdict.failed
+    not_in = conv & ~_bools(keys.isin(list(datafile.events)))
+    if not_in.any():
+        texts = {}
+        for k in keys[not_in].unique().tolist():
+            hint = datafile.suggest_key(k)
+            texts[k] = (f"event key {k!r} is not in the datafile (revision {datafile.revision}); keys are "
+                        f"case-sensitive" + (f": did you mean `{hint}`?" if hint else
+                                             ": create it in Optimizely or map it in the blueprint"))
+        fail(not_in, Reason.KEY_NOT_IN_DATAFILE, _objects(_map_unique(keys, texts.get)))
+
+    # revenue (only on revenue events), value
+    conv = live & ~is_act & ~verdict.failed
+    rev_rows = conv & _bools(keys.isin(list(blueprint.revenue_events)))
+    raw_na = f["revenue_raw"].isna().to_numpy()
+    has_rev = rev_rows & ~raw_na
+    cur = f["currency"].astype("string").str.strip()
+    cur = cur.mask(cur == "").str.upper()
+    defaulted = has_rev & cur.isna().to_numpy()
+    warnings["default_currency"] += int(defaulted.sum())
+    warnings["revenue_event_without_revenue"] += int((rev_rows & raw_na).sum())
+    cur = cur.mask(defaulted, blueprint.default_currency)
+    revenue, has_revenue = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+    if has_rev.any():
+        pos = np.flatnonzero(has_rev)
+        minor, why, text = minor_units(f["revenue_raw"].iloc[pos], cur.iloc[pos], allow_negative=blueprint.allow_refunds)
+        revenue[pos] = minor.to_numpy(dtype=np.int64, na_value=0)
+        has_revenue[pos] = minor.notna().to_numpy()
+        why, text = _objects(why), _objects(text)
+        sources = f["revenue_source"].iloc[pos].astype("string").fillna("revenue").tolist()
+        for code in (Reason.INVALID_REVENUE, Reason.UNKNOWN_CURRENCY):
+            hit = np.flatnonzero(why == code.value)
+            if len(hit):
+                m, detail = np.zeros(n, dtype=bool), np.full(n, None, dtype=object)
+                m[pos[hit]] = True
+                detail[pos[hit]] = [f"{text[i]} (property {sources[i]})" for i in hit.tolist()]
+                fail(m, code, detail)
+    value, has_value, vdetail = _parse_values(f["value_raw"].astype("string"))
+    fail(conv & (vdetail != None), Reason.INVALID_VALUE, vdetail)  # noqa: E711 (elementwise)
+
+    ok = live & ~verdict.failed
+    ok_pos = np.flatnonzero(ok)
+    uuids = event_uuids(f.iloc[ok_pos]).set_axis(ok_pos)
+    act_pos = np.flatnonzero(ok & is_act)
+    c_pos = np.flatnonzero(ok & ~is_act)
+
+    # impressions
+    imp, imp_fail, imp_warn, bad_act = map_activations(f["properties"].iloc[act_pos].set_axis(act_pos),
+                                                       uuids.loc[act_pos], datafile, blueprint)
+    warnings.update(imp_warn)
+    for code in (Reason.UNKNOWN_EXPERIMENT, Reason.UNKNOWN_VARIATION):
+        sel = imp_fail.index[(imp_fail["reason"] == code.value).to_numpy()].to_numpy()
+        if len(sel):
+            m, detail = np.zeros(n, dtype=bool), np.full(n, None, dtype=object)
+            m[sel] = True
+            detail[sel] = _objects(imp_fail["detail"].loc[sel])
+            fail(m, code, detail)
+
+    # conversions
+    rev_list = np.where(has_revenue[c_pos], revenue[c_pos].astype(object), None).tolist()
+    val_list = np.where(has_value[c_pos], value[c_pos].astype(object), None).tolist()
+    tags, bad_conv = conversion_tags(_objects(f["properties"].iloc[c_pos]).tolist(), rev_list, val_list,
+                                     _objects(cur.iloc[c_pos]).tolist(), blueprint.tags)
+    warnings["properties_not_an_object"] += bad_conv + bad_act
+
+    out = _assemble(f, c_pos, uuids.loc[c_pos], imp, keys, visitor, revenue, has_revenue, value, has_value, tags, datafile)
+
+    # a single event over the body cap can never be sent
+    if len(out):
+        lengths = out["tags"].str.len().fillna(0).to_numpy() + out["visitor_id"].str.len().fillna(0).to_numpy()
+        suspects = out.index[lengths > max_bytes - 4096]
+        if len(suspects):
+            header = BodyHeader(datafile.account_id, datafile.project_id, datafile.revision,
+                                datafile.anonymize_ip, datafile.bot_filtering)
+            sizes = event_body_sizes(out.loc[suspects], header)
+            big = suspects[sizes > max_bytes].to_numpy()
+            m = np.zeros(n, dtype=bool)
+            m[big] = True
+            fail(m, Reason.EVENT_TOO_LARGE,
+                 f"the event alone makes a body over the {max_bytes}-byte cap; drop or shrink its properties")
+            out = out.drop(index=big)
+
+    bad = np.flatnonzero(verdict.failed)
+    quarantine = conform(pd.DataFrame({
+        "source_event_id": f["event_id"].iloc[bad].to_numpy(), "source_row": f["source_row"].iloc[bad].to_numpy(),
+        "reason": pd.array(verdict.reason[bad], dtype="string"), "detail": pd.array(verdict.detail[bad], dtype="string"),
+    }), QUARANTINE) if len(bad) else empty(QUARANTINE)
+    result = MapResult(
+        events=out.reset_index(drop=True),
+        quarantine=quarantine,
+        skipped={k: v for k, v in skipped.items() if v},
+        warnings={k: v for k, v in warnings.items() if v},
+    )
+    if len(result.events) + len(quarantine) + sum(result.skipped.values()) != n:  # pragma: no cover
+        raise RuntimeError("map_events lost rows: mapped + quarantined + skipped != rows in")
+    return result
+
+
+def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.DataFrame, keys: pd.Series,
+              visitor: pd.Series,
+              revenue: np.ndarray, has_revenue: np.ndarray, value: np.ndarray, has_value: np.ndarray,
+              tags: list[str], datafile: Datafile) -> pd.DataFrame:
+    """The EVENTS frame of the mapped rows (conversions at ``c_pos``, impressions at ``imp.index``),
+    in input order and indexed by row position; string columns are built as Arrow arrays."""
+    i_pos = imp.index.to_numpy(dtype=np.int64)
+    out_pos = np.union1d(c_pos, i_pos)
+    is_imp = np.isin(out_pos, i_pos, assume_unique=True)
+    nc, ni = len(c_pos), len(i_pos)
+    # out row k comes from conversion rank k or impression rank k: one permutation for every column
+    perm = np.empty(len(out_pos), dtype=np.int64)
+    perm[~is_imp] = np.arange(nc)
+    perm[is_imp] = nc + np.arange(ni)
+    take = pa.array(perm)
+
+    def both(conv_part: pa.Array | None, imp_part: pa.Array | None) -> pd.Series:
+        parts = [p.cast(_STR) if p is not None else pa.nulls(k, _STR)
+                 for p, k in ((conv_part, nc), (imp_part, ni))]
+        return _strings(pa.concat_arrays(parts).take(take))
+
+    def imp_col(name: str) -> pa.Array:
+        return _arrow(imp[name].astype("string"))
+
+    c_keys = keys.iloc[c_pos]
+    event_ids = {k: e.id for k, e in datafile.events.items()}
+    numeric_rows = np.isin(out_pos, c_pos, assume_unique=True)
+
+    def numeric(values: np.ndarray, valid: np.ndarray, dtype: str) -> pd.Series:
+        v, m = np.zeros(len(out_pos), dtype=values.dtype), np.zeros(len(out_pos), dtype=bool)
+        v[numeric_rows], m[numeric_rows] = values[c_pos], valid[c_pos]
+        cls = pd.arrays.IntegerArray if dtype == "Int64" else pd.arrays.FloatingArray
+        return pd.Series(cls(v, ~m))
+
+    enabled = np.zeros(len(out_pos), dtype=bool)
+    enabled[is_imp] = imp["enabled"].to_numpy(dtype=bool, na_value=False)
+    cols = {
+        "kind": _strings(pa.DictionaryArray.from_arrays(pa.array(is_imp.astype(np.int8)),
+                                                        pa.array(["conversion", "impression"], _STR))),
+        "uuid": both(_arrow(c_uuids), imp_col("uuid")),
+        "visitor_id": _strings(_arrow(visitor.iloc[out_pos])),
+        "timestamp": f["timestamp"].iloc[out_pos].reset_index(drop=True),
+        "key": both(_arrow(c_keys), _constant(CAMPAIGN_ACTIVATED, ni)),
+        "entity_id": both(_arrow(_map_unique(c_keys, event_ids.get)), imp_col("entity_id")),
+        "revenue": numeric(revenue, has_revenue, "Int64"),
+        "value": numeric(value, has_value, "Float64"),
+        "tags": both(pa.array(tags, _STR), _constant("{}", ni)),
+        **{c: both(None, imp_col(c)) for c in ("campaign_id", "experiment_id", "variation_id", "flag_key",
+                                                 "rule_key", "rule_type", "variation_key")},
+        "enabled": pd.Series(pd.arrays.BooleanArray(enabled, ~is_imp)),
+        "synthesized": pd.Series(pd.arrays.BooleanArray(np.zeros(len(out_pos), dtype=bool),
+                                                        np.zeros(len(out_pos), dtype=bool))),
+        "source_event_id": _strings(_arrow(f["event_id"].iloc[out_pos])),
+        "source_row": f["source_row"].iloc[out_pos].reset_index(drop=True),
+    }
+    out = pd.DataFrame(cols)
+    out.index = pd.Index(out_pos)
+    return conform(out, EVENTS)

@@ -1,0 +1,221 @@
+"""``map_export``: an export file, chunk by chunk, through the loader and :func:`map_events`.
+
+Writes the events and quarantine JSON Lines as it goes, adds the loader's quarantined rows to the
+mapper's (in export order), counts everything into a :class:`MapSummary`, and for
+``--decisions bucket`` synthesizes impressions at the end with the SDK's bucketer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+import pandas as pd
+
+from .blueprint import Blueprint, load_blueprint
+from .contracts import EVENTS, QUARANTINE, conform, empty
+from .datafile import Datafile
+from .errors import ExportError
+from .events_io import write_events_jsonl
+from .identity import Identity, IdentityGraph
+from .map_chunk import map_events
+from .payload import DEFAULT_MAX_BYTES
+
+__all__ = ["DECISIONS", "MapSummary", "MapOutput", "map_export", "write_quarantine_jsonl"]
+
+log = logging.getLogger(__name__)
+DECISIONS = ("export", "bucket", "none")
+
+
+@dataclass(frozen=True)
+class MapSummary:
+    """What one ``map_export`` did. ``rows_in == mapped + skipped + quarantined`` always."""
+
+    rows_in: int
+    mapped: int
+    skipped: int
+    quarantined: int
+    by_reason: dict[str, int]
+    by_skip: dict[str, int]
+    warnings: dict[str, int]
+    conversions: int
+    impressions: int
+    synthesized: int  # impressions made by offline bucketing (--decisions bucket)
+    visitors: int
+    multi_anonymous: int  # people (user ids) seen with more than one anonymous id
+    identity: str
+    decisions: str
+    events_out: str | None = None
+    quarantine_out: str | None = None
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_in == self.mapped + self.skipped + self.quarantined
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """The human summary ``toolkit map`` prints."""
+        out = [
+            f"rows in       {self.rows_in}",
+            f"mapped        {self.mapped}  ({self.conversions} conversions, {self.impressions} impressions"
+            + (f" + {self.synthesized} synthesized by bucketing" if self.synthesized else "") + ")",
+            f"skipped       {self.skipped}" + "".join(f"\n  {k:<26}{v}" for k, v in sorted(self.by_skip.items())),
+            f"quarantined   {self.quarantined}"
+            + "".join(f"\n  {k:<26}{v}" for k, v in sorted(self.by_reason.items())),
+            f"check         rows in {self.rows_in} == mapped + skipped + quarantined "
+            f"{self.mapped + self.skipped + self.quarantined}: {'ok' if self.balanced else 'MISMATCH'}",
+            f"visitors      {self.visitors} (identity policy {self.identity})",
+            f"multi-anon    {self.multi_anonymous} people with more than one anonymous id"
+            + (" (stitch them with --identity stitched)" if self.multi_anonymous and self.identity != "stitched"
+               else ""),
+        ]
+        if self.warnings:
+            out.append("warnings" + "".join(f"\n  {k:<26}{v}" for k, v in sorted(self.warnings.items())))
+        if self.events_out:
+            out.append(f"events        {self.events_out}")
+        if self.quarantine_out:
+            out.append(f"quarantine    {self.quarantine_out}")
+        return out
+
+
+@dataclass(frozen=True)
+class MapOutput:
+    events: pd.DataFrame  # EVENTS (empty when keep_frames=False)
+    quarantine: pd.DataFrame  # QUARANTINE (loader's and mapper's; empty when keep_frames=False)
+    summary: MapSummary
+
+
+def write_quarantine_jsonl(frame: pd.DataFrame, path: str | os.PathLike[str], *, append: bool = False) -> int:
+    """QUARANTINE rows as JSON Lines (every field on every line, nulls as null)."""
+    frame = conform(frame, QUARANTINE)
+    cols = list(QUARANTINE)
+    data = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in cols]
+    with open(path, "ab" if append else "wb") as fh:
+        for row in zip(*data, strict=True):
+            fh.write(orjson.dumps(dict(zip(cols, row, strict=True))))
+            fh.write(b"\n")
+    return len(frame)
+
+
+def _chunks(path, fmt, blueprint: Blueprint, chunk_rows: int):
+    from .exports import iter_export
+
+    return iter_export(path, fmt=fmt, chunk_rows=chunk_rows, revenue_keys=blueprint.revenue_keys)
+
+
+def map_export(
+    path: str | os.PathLike[str],
+    datafile: Datafile,
+    *,
+    blueprint: Blueprint | None = None,
+    identity: str = "user_or_anonymous",
+    decisions: str = "export",
+    fmt: str | None = None,
+    progress: bool = True,
+    events_out: str | os.PathLike[str] | None = None,
+    quarantine_out: str | os.PathLike[str] | None = None,
+    chunk_rows: int = 200_000,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    keep_frames: bool = True,
+) -> MapOutput:
+    """Load an export chunk by chunk, map it, write events / quarantine JSON Lines.
+
+    ``decisions``: ``export`` sends the export's activation events as impressions; ``bucket``
+    also synthesizes impressions with the SDK's bucketer for converting visitors
+    (:func:`toolkit.bucketing.bucket_impressions`, on all mapped events once at the end, so
+    those events are kept in memory); ``none`` sends conversions only. ``identity="stitched"``
+    reads the export twice (a first pass collects the identify links). With
+    ``keep_frames=False`` the frames are only written, not returned (memory stays flat).
+    """
+    from tqdm.auto import tqdm
+
+    from .identity import POLICIES
+
+    if identity not in POLICIES:
+        raise ExportError(f"identity policy {identity!r}: use one of {', '.join(POLICIES)}")
+    if decisions not in DECISIONS:
+        raise ExportError(f"decisions {decisions!r}: use one of {', '.join(DECISIONS)}")
+    blueprint = blueprint or load_blueprint()
+    for out_path in (events_out, quarantine_out):
+        if out_path is not None:
+            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(out_path).write_bytes(b"")  # truncate: each run writes its files whole
+
+    graph = IdentityGraph()
+    if identity == "stitched":
+        for chunk in tqdm(_chunks(path, fmt, blueprint, chunk_rows), desc="identity links", unit="chunk",
+                          disable=not progress):
+            graph.add(chunk.events)
+        ident = graph.resolver("stitched")
+    else:
+        ident = Identity(identity)
+
+    rows_in = mapped = 0
+    by_reason: Counter[str] = Counter()
+    by_skip: Counter[str] = Counter()
+    warns: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    visitors: set[str] = set()
+    kept_events: list[pd.DataFrame] = []
+    kept_quarantine: list[pd.DataFrame] = []
+    keep = keep_frames or decisions == "bucket"
+    bar = tqdm(desc="mapping", unit="rows", disable=not progress)
+    try:
+        for chunk in _chunks(path, fmt, blueprint, chunk_rows):
+            rows_in += int(chunk.rows_in)
+            if identity != "stitched":
+                graph.add(chunk.events)
+            res = map_events(chunk.events, datafile, blueprint, identity=ident,
+                             activations=decisions != "none", max_bytes=max_bytes)
+            quarantine = res.quarantine
+            if len(chunk.quarantine):  # the loader's rejects and ours, in export order
+                quarantine = pd.concat([conform(chunk.quarantine, QUARANTINE), res.quarantine], ignore_index=True)
+                quarantine = quarantine.sort_values("source_row", kind="stable").reset_index(drop=True)
+            mapped += len(res.events)
+            by_reason.update(quarantine["reason"].value_counts().to_dict())
+            by_skip.update(res.skipped)
+            warns.update(res.warnings)
+            kinds.update(res.events["kind"].value_counts().to_dict())
+            visitors.update(res.events["visitor_id"].dropna().unique().tolist())
+            if events_out is not None:
+                write_events_jsonl(res.events, events_out, append=True)
+            if quarantine_out is not None and len(quarantine):
+                write_quarantine_jsonl(quarantine, quarantine_out, append=True)
+            if keep:
+                kept_events.append(res.events)
+            if keep_frames:
+                kept_quarantine.append(quarantine)
+            bar.update(int(chunk.rows_in))
+    finally:
+        bar.close()
+
+    events = pd.concat(kept_events, ignore_index=True) if kept_events else empty(EVENTS)
+    synthesized = 0
+    if decisions == "bucket" and len(events):
+        from .bucketing import bucket_impressions
+
+        synth = conform(bucket_impressions(events, datafile, progress=progress), EVENTS)
+        synthesized = len(synth)
+        if events_out is not None and synthesized:
+            write_events_jsonl(synth, events_out, append=True)
+        events = pd.concat([events, synth], ignore_index=True)
+    quarantine = pd.concat(kept_quarantine, ignore_index=True) if kept_quarantine else empty(QUARANTINE)
+    summary = MapSummary(
+        rows_in=rows_in, mapped=mapped, skipped=sum(by_skip.values()), quarantined=sum(by_reason.values()),
+        by_reason=dict(sorted(by_reason.items())), by_skip=dict(sorted(by_skip.items())),
+        warnings=dict(sorted(warns.items())), conversions=kinds.get("conversion", 0),
+        impressions=kinds.get("impression", 0), synthesized=synthesized, visitors=len(visitors),
+        multi_anonymous=graph.multi_anonymous(), identity=identity, decisions=decisions,
+        events_out=str(events_out) if events_out is not None else None,
+        quarantine_out=str(quarantine_out) if quarantine_out is not None else None,
+    )
+    if not summary.balanced:
+        log.error("rows in %d != mapped %d + skipped %d + quarantined %d", summary.rows_in, summary.mapped,
+                  summary.skipped, summary.quarantined)
+    return MapOutput(events if keep_frames else empty(EVENTS), quarantine, summary)

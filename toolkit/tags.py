@@ -1,0 +1,106 @@
+"""Event tags from export properties: the tag rules of the blueprint, one row or a whole column.
+
+Rules (``[tags]`` in the blueprint): scalar properties (text, numbers, booleans) are tags as they
+are; a list becomes ``<name>_count`` (or is dropped); an object is flattened one level with dotted
+keys (its scalar values only) or dropped; nulls and excluded names are left out. ``revenue``,
+``value`` and ``currency`` are never passed through raw: the mapper sets them (revenue in minor
+units, value as a number, currency as the normalized code). Tags are sorted-key JSON text.
+
+:func:`conversion_tags` does this for a column of properties JSON texts, parsing each text once
+(orjson); a properties object whose values are all scalars (the common case) takes a short path
+that only removes the excluded names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from .blueprint import TagRules
+
+__all__ = ["build_tags", "conversion_tags", "parse_objects"]
+
+_MONEY_TAGS = frozenset({"revenue", "value", "currency"})
+_SCALARS = frozenset({str, int, float, bool})  # orjson never yields NaN/inf: JSON has none
+_EMPTY = frozenset({None, "", "{}"})
+
+
+def _tag_dict(props: dict, rules: TagRules) -> dict[str, object]:
+    out: dict[str, object] = {}
+    exclude = rules.exclude
+    for k, v in props.items():
+        t = type(v)
+        if t in _SCALARS:
+            if k not in exclude and k not in _MONEY_TAGS:
+                out[k] = v
+        elif v is None or k in exclude or k in _MONEY_TAGS:
+            continue
+        elif t is list:
+            if rules.lists == "count":
+                out[f"{k}_count"] = len(v)
+        elif t is dict and rules.objects == "flatten":
+            for k2, v2 in v.items():
+                if type(v2) in _SCALARS:
+                    out[f"{k}.{k2}"] = v2
+    return out
+
+
+def build_tags(props: dict, rules: TagRules, *, revenue: int | None, value: float | None,
+               currency: str | None) -> str:
+    """Tags as sorted-key JSON text: scalars as they are; a list -> ``<name>_count``; an object
+    flattened one level with dotted keys (or dropped, by the rules); nulls left out."""
+    out = _with_money(_tag_dict(props, rules), revenue, value, currency)
+    return orjson.dumps(out, option=orjson.OPT_SORT_KEYS).decode() if out else "{}"
+
+
+def _with_money(tags: dict, revenue: int | None, value: float | None, currency: str | None) -> dict:
+    """The mapper's own ``revenue``, ``value`` and ``currency`` tags, when set."""
+    if revenue is not None:
+        tags["revenue"] = revenue
+    if value is not None:
+        tags["value"] = value
+    if currency:
+        tags["currency"] = currency
+    return tags
+
+
+def parse_objects(texts: Sequence[str | None]) -> tuple[list[dict], list[int]]:
+    """Each properties JSON text as a dict (``{}`` for null/empty); texts that are not a JSON
+    object also give ``{}`` and their positions are the second value."""
+    loads = orjson.loads
+    try:
+        out = [{} if t in _EMPTY else loads(t) for t in texts]
+    except orjson.JSONDecodeError:
+        out = []
+        for t in texts:
+            try:
+                out.append({} if t in _EMPTY else loads(t))
+            except orjson.JSONDecodeError:
+                out.append(None)
+    bad = [i for i, d in enumerate(out) if type(d) is not dict]
+    for i in bad:
+        out[i] = {}
+    return out, bad
+
+
+def conversion_tags(texts: Sequence[str | None], revenues: Sequence[int | None], values: Sequence[float | None],
+                    currencies: Sequence[str | None], rules: TagRules) -> tuple[list[str], int]:
+    """:func:`build_tags` for a column of properties texts (aligned with the revenue, value and
+    currency columns); returns the tags texts and how many properties were not a JSON object."""
+    props, bad = parse_objects(texts)
+    drop = _MONEY_TAGS | rules.exclude
+    scalars = _SCALARS
+    dumps, sort, with_money = orjson.dumps, orjson.OPT_SORT_KEYS, _with_money
+    out: list[str] = []
+    append = out.append
+    for p, r, v, c in zip(props, revenues, values, currencies, strict=True):
+        if scalars.issuperset(map(type, p.values())):
+            if not drop.isdisjoint(p):
+                for k in drop.intersection(p):
+                    del p[k]
+        else:
+            p = _tag_dict(p, rules)
+        p = with_money(p, r, v, c)
+        append(dumps(p, option=sort).decode() if p else "{}")
+    return out, len(bad)
