@@ -29,8 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from .contracts import CAMPAIGN_ACTIVATED, CLIENT_NAME, EVENTS, Body, Reason, conform
+from .contracts import CLIENT_NAME, EVENTS, Body, Reason, conform
+from .snapshots import json_strings, snapshot_json, visitor_entry, visitor_pieces
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -91,20 +94,19 @@ _SUFFIX = b"]}"
 
 def body_order(events: pd.DataFrame) -> np.ndarray:
     """Row positions in body order: visitors by id, each visitor's impressions first, then by
-    timestamp, then by uuid (a total order, so the result does not depend on the input order)."""
+    timestamp, then by uuid (a total order, so the result does not depend on the input order).
+    Null visitor ids and uuids sort first; texts compare by code point (Arrow's stable sort)."""
     n = len(events)
     if n == 0:
         return np.arange(0, dtype=np.int64)
-    visitor = pd.factorize(events["visitor_id"].astype("string"), sort=True, use_na_sentinel=True)[0]
-    uuid = pd.factorize(events["uuid"].astype("string"), sort=True)[0]
-    kind_rank = (events["kind"].astype("string") != "impression").fillna(True).to_numpy(dtype=np.int8)
-    ts = events["timestamp"].astype("Int64").fillna(0).to_numpy(dtype=np.int64)
-    return np.lexsort((uuid, ts, kind_rank, visitor))
-
-
-def _variation_id(v: object) -> str | None:
-    # the SDK's event_id_normalizer: a variation id must be a string of digits, else null
-    return v if isinstance(v, str) and v.isascii() and v.isdigit() else None
+    table = pa.table({
+        "visitor": pa.array(events["visitor_id"].astype("string").array),
+        "kind": pa.array((events["kind"].astype("string") != "impression").fillna(True).to_numpy(dtype=np.int8)),
+        "ts": pa.array(events["timestamp"].astype("Int64").fillna(0).to_numpy(dtype=np.int64)),
+        "uuid": pa.array(events["uuid"].astype("string").array),
+    })
+    keys = [(c, "ascending", "at_start") for c in table.column_names]
+    return pc.sort_indices(table, sort_keys=keys).to_numpy().astype(np.int64)
 
 
 @contextlib.contextmanager
@@ -123,73 +125,18 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _pylist(s: pd.Series) -> list:
-    return s.to_numpy(dtype=object, na_value=None).tolist()
-
-
-def _snapshot_dicts(events: pd.DataFrame) -> list[dict]:
-    """One snapshot dict per row, built column-wise (no per-row pandas); tags stay pre-serialized."""
-    kind, uuid, ts = _pylist(events["kind"]), _pylist(events["uuid"]), _pylist(events["timestamp"])
-    key, entity, revenue = _pylist(events["key"]), _pylist(events["entity_id"]), _pylist(events["revenue"])
-    value, tags = _pylist(events["value"]), _pylist(events["tags"])
-    fragment = orjson.Fragment
-    out: list[dict] = []
-    for i in range(len(kind)):
-        if kind[i] == "impression":
-            out.append({})  # filled below from the impression columns
-            continue
-        ev: dict = {"entity_id": entity[i], "uuid": uuid[i], "key": key[i], "timestamp": ts[i]}
-        if revenue[i] is not None:
-            ev["revenue"] = int(revenue[i])
-        if value[i] is not None:
-            ev["value"] = float(value[i])
-        t = tags[i]
-        if t and t != "{}":
-            ev["tags"] = fragment(t)
-        out.append({"events": [ev]})
-    imp = np.flatnonzero((events["kind"] == "impression").fillna(False).to_numpy(dtype=bool))
-    if len(imp):
-        sub = events.iloc[imp]
-        cols = {c: _pylist(sub[c]) for c in ("campaign_id", "experiment_id", "variation_id", "flag_key",
-                                             "rule_key", "rule_type", "variation_key", "enabled")}
-        for j, i in enumerate(imp.tolist()):
-            exp_id = cols["experiment_id"][j] or ""
-            campaign = cols["campaign_id"][j] or exp_id  # the SDK's normalize_campaign_id
-            enabled = cols["enabled"][j]
-            out[i] = {
-                "events": [{"entity_id": campaign, "uuid": uuid[i], "key": CAMPAIGN_ACTIVATED, "timestamp": ts[i]}],
-                "decisions": [{
-                    "campaign_id": campaign,
-                    "experiment_id": exp_id,
-                    "variation_id": _variation_id(cols["variation_id"][j]),
-                    "metadata": {
-                        "flag_key": cols["flag_key"][j] or "",
-                        "rule_key": cols["rule_key"][j] or "",
-                        "rule_type": cols["rule_type"][j] or "",
-                        "variation_key": cols["variation_key"][j] or "",
-                        "enabled": bool(enabled) if enabled is not None else False,
-                    },
-                }],
-            }
-    return out
-
-
-def _visitor_bytes(visitor_id: str, snaps: list[bytes], attrs: bytes) -> bytes:
-    # key order of the SDK's Visitor: snapshots, attributes, visitor_id
-    return b'{"snapshots":[' + b",".join(snaps) + b'],"attributes":' + attrs + b',"visitor_id":' + \
-        orjson.dumps(visitor_id) + b"}"
-
-
 def event_body_sizes(events: pd.DataFrame, header: BodyHeader) -> np.ndarray:
     """The exact size in bytes of a body holding each event alone (per row, input order)."""
     events = conform(events, EVENTS)
     fixed = len(header.prefix()) + len(_SUFFIX)
     attrs = orjson.dumps(header.attributes())
-    with gc_paused():
-        snaps = [orjson.dumps(d) for d in _snapshot_dicts(events)]
-    vids = [v or "" for v in _pylist(events["visitor_id"])]
-    return np.fromiter((fixed + len(_visitor_bytes(v, [s], attrs)) for v, s in zip(vids, snaps, strict=True)),
-                       dtype=np.int64, count=len(snaps))
+    snaps = pc.binary_length(snapshot_json(events)).to_numpy(zero_copy_only=False).astype(np.int64)
+    vids = pc.binary_length(json_strings(pc.fill_null(pa.array(events["visitor_id"].array), "")))
+    entry_overhead = len(visitor_entry("", [], attrs)) - 2  # without the visitor id's JSON text ("")
+    return fixed + entry_overhead + snaps + vids.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+SEGMENT_ROWS = 100_000  # rows encoded at a time: bounds the memory of the encoded pieces
 
 
 def iter_bodies(
@@ -210,11 +157,16 @@ def iter_bodies(
     bool, every visitor carries the ``$opt_bot_filtering`` attribute as the SDK does. Events that
     cannot be sent (alone over the cap, or a conversion with no ``entity_id``) go to ``on_reject``;
     without a handler they are logged as errors.
+
+    Packing is greedy in body order: a visitor's entry goes into the open body if it fits, else the
+    body is closed first; a visitor too big for any body is split snapshot by snapshot. The events
+    are encoded a segment at a time (:mod:`toolkit.snapshots`) and the open body's content is
+    a list of slices of the encoded bytes, so bodies are cut with cumulative sizes, not built
+    visitor by visitor.
     """
     header = BodyHeader(str(account_id), str(project_id), str(revision), bool(anonymize_ip), bot_filtering,
                         client_version=client_version)
     prefix = header.prefix()
-    attrs = orjson.dumps(header.attributes())
     if len(prefix) + len(_SUFFIX) >= max_bytes:
         raise ValueError(f"max_bytes={max_bytes} is smaller than an empty body ({len(prefix) + 2} bytes)")
 
@@ -234,78 +186,134 @@ def iter_bodies(
                "conversion with no datafile event id (entity_id): the key is not in the datafile")
         events = events[~no_entity.to_numpy()]
     order = body_order(events)
-    events = events.iloc[order].reset_index(drop=True)
-    with gc_paused():
-        snaps = _snapshot_dicts(events)
-    vids = [v or "" for v in _pylist(events["visitor_id"])]
-    fixed = len(prefix) + len(_SUFFIX)
-    attrs_list = orjson.loads(attrs)
-    dumps = orjson.dumps
+    if len(order) and not (np.diff(order) > 0).all():
+        events = events.iloc[order]
+    events = events.reset_index(drop=True)
+    packer = _Packer(prefix, orjson.dumps(header.attributes()), max_bytes, events)
+    vids = pc.fill_null(pa.array(events["visitor_id"].array), "")
+    vids = vids.combine_chunks() if isinstance(vids, pa.ChunkedArray) else vids
+    for start, end in _segments(vids, SEGMENT_ROWS):
+        yield from packer.add(start, end, vids.slice(start, end - start))
+    yield from packer.close()
+    if packer.too_large:
+        reject(events.iloc[packer.too_large].reset_index(drop=True), Reason.EVENT_TOO_LARGE,
+               f"one event alone makes a body over the {max_bytes}-byte cap; shrink its tags")
 
-    # Pack: walk visitors in order; a visitor's entry is serialized whole (one call) and goes into
-    # the open body if it fits, else the body is flushed first. A visitor too big for one body is
-    # split snapshot by snapshot (the slow path, rare).
-    parts: list[bytes] = []  # serialized visitor entries of the open body
-    rows: list[int] = []  # row positions of the open body
-    size = fixed
-    too_large: list[int] = []
-    n_visitors_open = 0
 
-    def flush() -> Body:
-        data = prefix + b",".join(parts) + _SUFFIX
-        batch_id = hashlib.sha256(data).hexdigest()[:16]
-        return Body(batch_id=batch_id, data=data, events=events.iloc[rows].reset_index(drop=True),
-                    n_visitors=n_visitors_open)
-
-    n = len(events)
-    start = 0
+def _segments(vids: pa.Array, size: int) -> Iterator[tuple[int, int]]:
+    """[start, end) row ranges of about ``size`` rows that never cut a visitor's run of rows."""
+    n, start = len(vids), 0
     while start < n:
-        vid = vids[start]
-        end = start + 1
-        while end < n and vids[end] == vid:
-            end += 1
-        entry = dumps({"snapshots": snaps[start:end], "attributes": attrs_list, "visitor_id": vid})
-        if fixed + len(entry) <= max_bytes:
-            if size + (1 if parts else 0) + len(entry) > max_bytes:
-                yield flush()
-                parts, rows, size, n_visitors_open = [], [], fixed, 0
-            size += len(entry) + (1 if parts else 0)
-            parts.append(entry)
-            rows.extend(range(start, end))
-            n_visitors_open += 1
-            start = end
-            continue
+        end = min(start + size, n)
+        if end < n:  # move the cut to the next visitor boundary
+            tail = vids.slice(end - 1)
+            change = pc.not_equal(tail.slice(1), tail.slice(0, len(tail) - 1))
+            idx = pc.index(change, True).as_py()
+            end = n if idx < 0 else end + idx
+        yield start, end
+        start = end
+
+
+class _Packer:
+    """Greedy packing of encoded visitor entries into bodies (state carried across segments).
+
+    The open body is a list of byte slices, each one or more whole visitor entries preceded by a
+    comma (the first comma is dropped when the body is written); ``size`` is the exact size of the
+    body if it were closed now.
+    """
+
+    def __init__(self, prefix: bytes, attrs: bytes, max_bytes: int, events: pd.DataFrame) -> None:
+        self.prefix, self.attrs, self.max_bytes, self.events = prefix, attrs, max_bytes, events
+        self.fixed = len(prefix) + len(_SUFFIX)
+        self.too_large: list[int] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.parts: list[memoryview | bytes] = []
+        self.rows: list[tuple[int, int] | list[int]] = []
+        self.size = self.fixed
+        self.n_visitors = 0
+
+    def _flush(self) -> Body:
+        first = self.parts[0][1:]
+        data = b"".join([self.prefix, first, *self.parts[1:], _SUFFIX])
+        positions = [np.arange(*r) if isinstance(r, tuple) else np.asarray(r, dtype=np.int64) for r in self.rows]
+        rows = np.concatenate(positions)
+        if rows[-1] - rows[0] + 1 == len(rows):  # one run of rows (always, unless a visitor was split)
+            frame = self.events.iloc[int(rows[0]):int(rows[-1]) + 1]
+        else:
+            frame = self.events.iloc[rows]
+        body = Body(batch_id=hashlib.sha256(data).hexdigest()[:16], data=data,
+                    events=frame.reset_index(drop=True), n_visitors=self.n_visitors)
+        self._reset()
+        return body
+
+    def add(self, start: int, end: int, vids: pa.Array) -> Iterator[Body]:
+        """Pack the visitors of rows [start, end) (whole visitors only)."""
+        snaps = snapshot_json(self.events.iloc[start:end])
+        pieces = visitor_pieces(snaps, vids, self.attrs)
+        offsets = np.frombuffer(pieces.buffers()[1], dtype=np.int64)[pieces.offset:pieces.offset + len(pieces) + 1]
+        data = memoryview(pieces.buffers()[2])  # piece i is data[offsets[i]:offsets[i + 1]]
+        n = end - start
+        change = np.ones(n + 1, dtype=bool)
+        if n > 1:
+            change[1:n] = pc.not_equal(vids.slice(1), vids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        vstart = np.flatnonzero(change)  # visitor k holds rows vstart[k]:vstart[k+1]; the last is n
+        cum = offsets[vstart] - offsets[0]  # bytes before visitor k (pieces with their commas)
+        entry = np.diff(cum)  # each visitor's entry plus its leading comma
+        oversize = np.flatnonzero(self.fixed + entry - 1 > self.max_bytes)
+        nv, k = len(entry), 0
+        while k < nv:
+            nxt = oversize[np.searchsorted(oversize, k)] if len(oversize) and oversize[-1] >= k else nv
+            if nxt == k:
+                yield from self._split(start, vstart[k], vstart[k + 1], snaps, vids)
+                k += 1
+                continue
+            base = self.size if self.parts else self.fixed - 1
+            b = int(np.searchsorted(cum, cum[k] + self.max_bytes - base, side="right")) - 1
+            b = min(b, nxt)
+            if b <= k:  # the next visitor does not fit in the open body
+                yield self._flush()
+                continue
+            lo, hi = int(offsets[vstart[k]]), int(offsets[vstart[b]])
+            self.parts.append(data[lo:hi])
+            self.rows.append((start + int(vstart[k]), start + int(vstart[b])))
+            self.size = base + hi - lo
+            self.n_visitors += b - k
+            k = b
+
+    def _split(self, start: int, lo: int, hi: int, snaps: pa.Array, vids: pa.Array) -> Iterator[Body]:
+        """One visitor too big for a body, snapshot by snapshot (rare; events alone over the cap
+        are set aside in ``too_large``)."""
+        vid = vids[lo].as_py()
+        overhead = len(visitor_entry(vid, [], self.attrs))
         pending: list[bytes] = []
         pending_rows: list[int] = []
-        pending_len = 0  # bytes of the pending snapshots joined by commas
-        entry_overhead = len(_visitor_bytes(vid, [], attrs))  # with an empty snapshots list
-        for i in range(start, end):
-            snap = dumps(snaps[i])
-            if fixed + entry_overhead + len(snap) > max_bytes:
-                too_large.append(i)
+        pending_len = 0
+        for i in range(lo, hi):
+            snap = snaps[i].as_py().encode()
+            if self.fixed + overhead + len(snap) > self.max_bytes:
+                self.too_large.append(start + i)
                 continue
-            entry_size = entry_overhead + pending_len + (1 if pending else 0) + len(snap)
-            if size + (1 if parts else 0) + entry_size > max_bytes:
-                # the open body is full: close this visitor's part in it (if any) and flush
-                if pending:
-                    parts.append(_visitor_bytes(vid, pending, attrs))
-                    rows.extend(pending_rows)
-                    n_visitors_open += 1
+            entry_size = overhead + pending_len + (1 if pending else 0) + len(snap)
+            if self.size + (1 if self.parts else 0) + entry_size > self.max_bytes:
+                if pending:  # the open body is full: close this visitor's part in it, then the body
+                    self._append_entry(vid, pending, pending_rows)
                     pending, pending_rows, pending_len = [], [], 0
-                yield flush()
-                parts, rows, size, n_visitors_open = [], [], fixed, 0
+                yield self._flush()
             pending_len += len(snap) + (1 if pending else 0)
             pending.append(snap)
-            pending_rows.append(i)
+            pending_rows.append(start + i)
         if pending:
-            entry = _visitor_bytes(vid, pending, attrs)
-            parts.append(entry)
-            rows.extend(pending_rows)
-            size += len(entry) + (1 if len(parts) > 1 else 0)
-            n_visitors_open += 1
-        start = end
-    if parts:
-        yield flush()
-    if too_large:
-        reject(events.iloc[too_large].reset_index(drop=True), Reason.EVENT_TOO_LARGE,
-               f"one event alone makes a body over the {max_bytes}-byte cap; shrink its tags")
+            self._append_entry(vid, pending, pending_rows)
+
+    def _append_entry(self, vid: str, snaps: list[bytes], rows: list[int]) -> None:
+        entry = visitor_entry(vid, snaps, self.attrs)
+        self.size += len(entry) + (1 if self.parts else 0)
+        self.parts.append(b"," + entry)
+        self.rows.append(rows)
+        self.n_visitors += 1
+
+    def close(self) -> Iterator[Body]:
+        if self.parts:
+            yield self._flush()
