@@ -107,11 +107,17 @@ def _parse_only(path: Path) -> int:
     return n
 
 
+# VmHWM is this process's own peak (ru_maxrss would count the forking parent's pages as well)
 _PEAK = """
 import resource, sys
 from toolkit.exports import iter_export
 rows = sum(c.rows_in for c in iter_export(sys.argv[1]))
-print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+try:
+    with open("/proc/self/status") as fh:
+        peak = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(rows, peak)
 """
 
 
