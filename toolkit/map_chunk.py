@@ -95,10 +95,11 @@ def _constant(value: str, n: int) -> pa.Array:
 
 
 def _map_unique(s: pd.Series, fn) -> pd.Series:
-    """``s.map(fn)`` computed once per distinct value (event names repeat a lot)."""
+    """``s.map(fn)`` computed once per distinct value (event names repeat a lot), as text."""
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    mapped = np.array([fn(u) for u in uniques.tolist()] + [None], dtype=object)
-    return pd.Series(mapped[codes], index=s.index, dtype="string")
+    mapped = pa.array([fn(u) for u in uniques.tolist()] + [None], _STR)
+    codes = np.where(codes < 0, len(mapped) - 1, codes)
+    return pd.Series(pd.arrays.ArrowStringArray(mapped.take(pa.array(codes))), index=s.index)
 
 
 def _parse_values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -268,12 +269,14 @@ def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Bluepri
 def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.DataFrame, keys: pd.Series,
               visitor: pd.Series,
               revenue: np.ndarray, has_revenue: np.ndarray, value: np.ndarray, has_value: np.ndarray,
-              tags: list[str], datafile: Datafile) -> pd.DataFrame:
+              tags: pa.Array, datafile: Datafile) -> pd.DataFrame:
     """The EVENTS frame of the mapped rows (conversions at ``c_pos``, impressions at ``imp.index``),
     in input order and indexed by row position; string columns are built as Arrow arrays."""
     i_pos = imp.index.to_numpy(dtype=np.int64)
-    out_pos = np.union1d(c_pos, i_pos)
-    is_imp = np.isin(out_pos, i_pos, assume_unique=True)
+    kind = np.zeros(len(f), dtype=np.int8)  # 1 conversion, 2 impression, 0 not mapped
+    kind[c_pos], kind[i_pos] = 1, 2
+    out_pos = np.flatnonzero(kind)
+    is_imp = kind[out_pos] == 2
     nc, ni = len(c_pos), len(i_pos)
     # out row k comes from conversion rank k or impression rank k: one permutation for every column
     perm = np.empty(len(out_pos), dtype=np.int64)
@@ -291,7 +294,7 @@ def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.Da
 
     c_keys = keys.iloc[c_pos]
     event_ids = {k: e.id for k, e in datafile.events.items()}
-    numeric_rows = np.isin(out_pos, c_pos, assume_unique=True)
+    numeric_rows = ~is_imp
 
     def numeric(values: np.ndarray, valid: np.ndarray, dtype: str) -> pd.Series:
         v, m = np.zeros(len(out_pos), dtype=values.dtype), np.zeros(len(out_pos), dtype=bool)
@@ -311,7 +314,7 @@ def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.Da
         "entity_id": both(_arrow(_map_unique(c_keys, event_ids.get)), imp_col("entity_id")),
         "revenue": numeric(revenue, has_revenue, "Int64"),
         "value": numeric(value, has_value, "Float64"),
-        "tags": both(pa.array(tags, _STR), _constant("{}", ni)),
+        "tags": both(tags, _constant("{}", ni)),
         **{c: both(None, imp_col(c)) for c in ("campaign_id", "experiment_id", "variation_id", "flag_key",
                                                  "rule_key", "rule_type", "variation_key")},
         "enabled": pd.Series(pd.arrays.BooleanArray(enabled, ~is_imp)),

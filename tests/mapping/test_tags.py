@@ -1,0 +1,46 @@
+"""The column form of the tag rules (conversion_tags) gives exactly build_tags' text, row by row."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from toolkit.blueprint import TagRules
+from toolkit.tags import build_tags, conversion_tags
+
+_KEYS = st.sampled_from(["sku", "price", "revenue", "value", "currency", "products", "shipping", "note", "a.b",
+                         "products_count", "shipping.method", "q\"uote", "ü"])
+_SCALAR = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) \
+    | st.text(max_size=8)
+_VALUE = _SCALAR | st.lists(_SCALAR, max_size=3) | st.dictionaries(_KEYS, _SCALAR | st.lists(_SCALAR, max_size=2),
+                                                                   max_size=3)
+_RULES = st.builds(TagRules, lists=st.sampled_from(["count", "drop"]), objects=st.sampled_from(["flatten", "drop"]),
+                   exclude=st.frozensets(_KEYS, max_size=2))
+_PROPS = st.dictionaries(_KEYS, _VALUE, max_size=6) | st.dictionaries(_KEYS, _SCALAR, max_size=6)  # all scalars
+_ROW = st.tuples(
+    _PROPS.map(lambda d: orjson.dumps(d).decode())
+    | st.sampled_from([None, "", "{}", "[1, 2]", "not json", "3"]),
+    st.none() | st.integers(-10**9, 10**9),
+    st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    st.none() | st.sampled_from(["GBP", "JPY", ""]),
+)
+
+
+@given(rows=st.lists(_ROW, max_size=20), rules=_RULES)
+@example(rows=[('{"value":1,"revenue":2,"currency":"x","sku":"a"}', None, None, None)], rules=TagRules())
+def test_column_form_equals_build_tags(rows, rules):
+    texts, revenues, values, currencies = (list(c) for c in zip(*rows, strict=True)) if rows else ([], [], [], [])
+    tags, bad = conversion_tags(texts, revenues, values, currencies, rules)
+    expected, expected_bad = [], 0
+    for t, r, v, c in rows:
+        try:
+            props = orjson.loads(t) if t and t != "{}" else {}
+        except orjson.JSONDecodeError:
+            props = None
+        if not isinstance(props, dict):
+            expected_bad += 1
+            props = {}
+        expected.append(build_tags(props, rules, revenue=r, value=v, currency=c))
+    assert tags.to_pylist() == expected
+    assert bad == expected_bad
