@@ -1,6 +1,6 @@
-"""Mapping throughput: load + map + serialize bodies vs building the same events with the SDK.
+"""Mapping throughput and memory: load + map + serialize bodies vs building the same events with the SDK.
 
-Measured side by side in one run on the same machine:
+Measured side by side in one run on the same machine, each side repeated (median and spread):
 
 - toolkit: ``iter_export`` (JSONL) -> ``map_events`` -> ``iter_bodies``, chunk by chunk, events/s
   over the whole export (every Optimizely event ends up in a serialized body);
@@ -9,44 +9,81 @@ Measured side by side in one run on the same machine:
   and serialized with ``json.dumps`` (what its dispatcher sends), on a slice: it is far slower.
   The SDK is handed ready-made Python values, so it does no loading or mapping at all.
 
-Target (issue 3): toolkit >= 10x the SDK path; peak memory for 1M events <= 2 GB.
-``make bench`` runs it with 1M events; ``tests/mapping/test_bench_map_small.py`` runs it tiny.
+Both wall and CPU time are recorded: on a shared, loaded machine the CPU-time ratio is the steadier
+one. Peak memory (RSS, sampled with psutil) of the ``toolkit map`` command runs in a subprocess at
+two sizes (default 1M and 10M rows).
+
+Targets (issue 3, issue 10 rows 1 and 6): toolkit >= 10x the SDK path; ``toolkit map`` peak RSS
+<= 2 GB and growing < 25% from 1M to 10M rows. Sizes: ``BENCH_MAP_EVENTS`` (default 1000000),
+``BENCH_MAP_SDK_EVENTS`` (20000), ``BENCH_MAP_REPEAT`` (3), ``BENCH_MAP_MEMORY_ROWS``
+("1000000,10000000"; empty to skip). ``tests/mapping/test_bench_map_small.py`` runs it tiny.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
-import resource
+import statistics
+import subprocess
+import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 import pytest
 
-N_EVENTS = 1_000_000
-SDK_EVENTS = 20_000
+N_EVENTS = int(os.environ.get("BENCH_MAP_EVENTS", "1000000"))
+SDK_EVENTS = int(os.environ.get("BENCH_MAP_SDK_EVENTS", "20000"))
+REPEAT = int(os.environ.get("BENCH_MAP_REPEAT", "3"))
+MEMORY_ROWS = tuple(int(x) for x in os.environ.get("BENCH_MAP_MEMORY_ROWS", "1000000,10000000").split(",") if x)
 TARGET = 10.0
+RSS_LIMIT_MB = 2048.0
+RSS_GROWTH = 0.25
+
+
+def _spread(xs: list[float]) -> float:
+    med = statistics.median(xs)
+    return (max(xs) - min(xs)) / med if med else 0.0
 
 
 @dataclass(frozen=True)
 class MapBench:
     rows_in: int
-    events: int  # Optimizely events serialized into bodies
+    events: int  # Optimizely events serialized into bodies (per run)
     bodies: int
     body_bytes: int
-    toolkit_seconds: float
-    toolkit_eps: float
+    toolkit_seconds: list[float]  # wall, one per repeat
+    toolkit_cpu: list[float]
     sdk_events: int
-    sdk_eps: float
-    peak_rss_mb: float
-    phases: dict[str, float]  # seconds in loading, mapping, building bodies
+    sdk_seconds: list[float]
+    sdk_cpu: list[float]
+    phases: dict[str, float]  # median wall seconds in loading, mapping, building bodies
+    phases_cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def toolkit_eps(self) -> float:
+        return self.events / statistics.median(self.toolkit_seconds)
+
+    @property
+    def sdk_eps(self) -> float:
+        return self.sdk_events / statistics.median(self.sdk_seconds)
 
     @property
     def ratio(self) -> float:
         return self.toolkit_eps / self.sdk_eps if self.sdk_eps else 0.0
+
+    @property
+    def cpu_ratio(self) -> float:
+        """The same ratio on CPU time (steadier when other work shares the machine)."""
+        tk = self.events / statistics.median(self.toolkit_cpu)
+        return tk / (self.sdk_events / statistics.median(self.sdk_cpu))
+
+    @property
+    def spread(self) -> float:
+        return max(_spread(self.toolkit_seconds), _spread(self.sdk_seconds))
 
     @property
     def map_and_bodies_ratio(self) -> float:
@@ -57,11 +94,14 @@ class MapBench:
     def lines(self) -> list[str]:
         return [
             f"toolkit load + map + bodies: {self.rows_in:,} rows -> {self.events:,} events in {self.bodies:,} "
-            f"bodies ({self.body_bytes / 1e6:,.1f} MB) in {self.toolkit_seconds:.1f} s = {self.toolkit_eps:,.0f} events/s",
+            f"bodies ({self.body_bytes / 1e6:,.1f} MB): median {statistics.median(self.toolkit_seconds):.1f} s wall "
+            f"({statistics.median(self.toolkit_cpu):.1f} s CPU) = {self.toolkit_eps:,.0f} events/s",
             f"optimizely-sdk UserEventFactory + EventFactory + json.dumps: {self.sdk_eps:,.0f} events/s "
             f"({self.sdk_events:,} events)",
-            f"ratio toolkit / sdk = {self.ratio:.1f}x (target >= {TARGET:g}x); peak RSS {self.peak_rss_mb:,.0f} MB",
-            "phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items())
+            f"ratio toolkit / sdk = {self.ratio:.1f}x wall, {self.cpu_ratio:.1f}x CPU (target >= {TARGET:g}x); "
+            f"spread {self.spread:.0%}",
+            "phases (wall / CPU s): " + ", ".join(f"{k} {v:.1f}/{self.phases_cpu.get(k, 0):.1f}"
+                                                  for k, v in self.phases.items())
             + f"; map + bodies alone vs sdk = {self.map_and_bodies_ratio:.1f}x",
         ]
 
@@ -85,6 +125,7 @@ def write_export(path: Path, n: int, *, seed: int = 3) -> Path:
             recs.append(("track", "Order Completed", {"order_id": f"o-{person}", "total": f"{rnd.randrange(100, 99999) / 100:.2f}",
                                                       "currency": rnd.choice(["GBP", "USD", "EUR", "JPY"]) ,
                                                       "products": [{"sku": "a"}, {"sku": "b"}]}))
+            lines = []
             for kind, name, props in recs:
                 if written >= n:
                     break
@@ -98,12 +139,13 @@ def write_export(path: Path, n: int, *, seed: int = 3) -> Path:
                     if props.get("currency") == "JPY" and "total" in props:
                         props = dict(props, total=str(int(float(props["total"]))))
                     rec["properties"] = props
-                fh.write(orjson.dumps(rec) + b"\n")
+                lines.append(orjson.dumps(rec))
                 written += 1
+            fh.write(b"\n".join(lines) + b"\n")
     return path
 
 
-def _toolkit_path(export: Path, datafile, chunk_rows: int) -> tuple[int, int, int, int, dict[str, float]]:
+def _toolkit_path(export: Path, datafile, chunk_rows: int) -> tuple[int, int, int, int, dict, dict]:
     from toolkit.blueprint import load_blueprint
     from toolkit.exports import iter_export
     from toolkit.mapping import map_events
@@ -111,35 +153,37 @@ def _toolkit_path(export: Path, datafile, chunk_rows: int) -> tuple[int, int, in
 
     blueprint = load_blueprint()
     rows_in = events = bodies = size = 0
-    phases = {"load": 0.0, "map": 0.0, "bodies": 0.0}
+    wall = {"load": 0.0, "map": 0.0, "bodies": 0.0}
+    cpu = dict(wall)
     chunks = iter(iter_export(export, chunk_rows=chunk_rows, revenue_keys=blueprint.revenue_keys))
+
+    def tick(phase: str, t: tuple[float, float]) -> tuple[float, float]:
+        now = (time.perf_counter(), time.process_time())
+        wall[phase] += now[0] - t[0]
+        cpu[phase] += now[1] - t[1]
+        return now
+
+    t = (time.perf_counter(), time.process_time())
     while True:
-        t0 = time.perf_counter()
         chunk = next(chunks, None)
-        t1 = time.perf_counter()
-        phases["load"] += t1 - t0
+        t = tick("load", t)
         if chunk is None:
             break
         rows_in += chunk.rows_in
         mapped = map_events(chunk.events, datafile, blueprint).events
-        t2 = time.perf_counter()
-        phases["map"] += t2 - t1
+        t = tick("map", t)
         for body in iter_bodies(mapped, account_id=datafile.account_id, project_id=datafile.project_id,
                                 revision=datafile.revision, anonymize_ip=datafile.anonymize_ip,
                                 bot_filtering=datafile.bot_filtering):
             events += body.n_events
             bodies += 1
             size += body.size
-        phases["bodies"] += time.perf_counter() - t2
-    return rows_in, events, bodies, size, phases
+        t = tick("bodies", t)
+    return rows_in, events, bodies, size, wall, cpu
 
 
-def _sdk_path(export: Path, datafile, n: int) -> tuple[int, float]:
-    """events/s of building + serializing the first ``n`` mapped events one by one with the SDK."""
-    from optimizely.event.event_factory import EventFactory
-    from optimizely.event.user_event_factory import UserEventFactory
-    from optimizely.logger import NoOpLogger
-
+def _sdk_rows(export: Path, datafile, n: int) -> list[dict]:
+    """The first ``n`` rows of the export, mapped, as plain Python values for the SDK."""
     from toolkit.blueprint import load_blueprint
     from toolkit.exports import load_export
     from toolkit.mapping import map_events
@@ -151,11 +195,19 @@ def _sdk_path(export: Path, datafile, n: int) -> tuple[int, float]:
                 break
             dst.write(line)
     mapped = map_events(load_export(head).events, datafile, load_blueprint()).events
-    config, logger = datafile.project_config(), NoOpLogger()
     rows = mapped.astype(object).where(mapped.notna(), None).to_dict("records")
     for r in rows:
         r["tags"] = orjson.loads(r["tags"]) if r["tags"] and r["tags"] != "{}" else None
-    t0 = time.perf_counter()
+    return rows
+
+
+def _sdk_path(rows: list[dict], datafile) -> None:
+    """Build + serialize ``rows`` one by one with the SDK (what it does per event)."""
+    from optimizely.event.event_factory import EventFactory
+    from optimizely.event.user_event_factory import UserEventFactory
+    from optimizely.logger import NoOpLogger
+
+    config, logger = datafile.project_config(), NoOpLogger()
     for r in rows:
         if r["kind"] == "impression":
             exp = config.get_experiment_from_id(r["experiment_id"])
@@ -165,27 +217,75 @@ def _sdk_path(export: Path, datafile, n: int) -> tuple[int, float]:
         else:
             ue = UserEventFactory.create_conversion_event(config, r["key"], r["visitor_id"], None, r["tags"])
         json.dumps(EventFactory.create_log_event(ue, logger).params).encode()
-    return len(rows), len(rows) / (time.perf_counter() - t0)
 
 
 def run_map_bench(tmp: Path, *, n_events: int = N_EVENTS, sdk_events: int = SDK_EVENTS,
-                  chunk_rows: int = 200_000) -> MapBench:
+                  chunk_rows: int = 200_000, repeat: int = REPEAT) -> MapBench:
     from tests.conftest import FIXTURES
     from toolkit.datafile import load_datafile
 
     datafile = load_datafile(FIXTURES / "datafile.json")
     export = write_export(tmp / "export.jsonl", n_events)
+    sdk_rows = _sdk_rows(export, datafile, min(sdk_events, n_events))
+    tk_wall, tk_cpu, sdk_wall, sdk_cpu, phases = [], [], [], [], []
+    for _ in range(repeat):  # interleaved, so both sides see the same machine load
+        t0, c0 = time.perf_counter(), time.process_time()
+        rows_in, events, bodies, size, wall, cpu = _toolkit_path(export, datafile, chunk_rows)
+        tk_wall.append(time.perf_counter() - t0)
+        tk_cpu.append(time.process_time() - c0)
+        phases.append((wall, cpu))
+        t0, c0 = time.perf_counter(), time.process_time()
+        _sdk_path(sdk_rows, datafile)
+        sdk_wall.append(time.perf_counter() - t0)
+        sdk_cpu.append(time.process_time() - c0)
+    return MapBench(
+        rows_in=rows_in, events=events, bodies=bodies, body_bytes=size, toolkit_seconds=tk_wall, toolkit_cpu=tk_cpu,
+        sdk_events=len(sdk_rows), sdk_seconds=sdk_wall, sdk_cpu=sdk_cpu,
+        phases={k: statistics.median(p[0][k] for p in phases) for k in phases[0][0]},
+        phases_cpu={k: statistics.median(p[1][k] for p in phases) for k in phases[0][1]},
+    )
+
+
+def peak_rss_of_map(export: Path, datafile: Path, out_dir: Path, *, interval: float = 0.05) -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of ``toolkit map`` on ``export``, sampled with psutil."""
+    import psutil
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "toolkit", "map", "--export", str(export), "--datafile", str(datafile),
+           "--out", str(out_dir / "events.jsonl"), "--no-progress"]
     t0 = time.perf_counter()
-    rows_in, events, bodies, size, phases = _toolkit_path(export, datafile, chunk_rows)
-    seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
-    sdk_n, sdk_eps = _sdk_path(export, datafile, min(sdk_events, n_events))
-    return MapBench(rows_in=rows_in, events=events, bodies=bodies, body_bytes=size, toolkit_seconds=seconds,
-                    toolkit_eps=events / seconds, sdk_events=sdk_n, sdk_eps=sdk_eps, peak_rss_mb=peak,
-                    phases=phases)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    watched = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(interval)
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"toolkit map exited {proc.returncode}: {err.decode()[-500:]}")
+    return peak / 2**20, time.perf_counter() - t0
+
+
+def run_memory_bench(tmp: Path, sizes: tuple[int, ...] = MEMORY_ROWS) -> dict[int, tuple[float, float]]:
+    """rows -> (peak RSS MB, seconds) of ``toolkit map`` (exports generated here, deleted after)."""
+    from tests.conftest import FIXTURES
+
+    out = {}
+    for rows in sizes:
+        export = write_export(tmp / f"mem-{rows}.jsonl", rows)
+        try:
+            out[rows] = peak_rss_of_map(export, FIXTURES / "datafile.json", tmp / f"mem-{rows}")
+        finally:
+            export.unlink(missing_ok=True)
+            (tmp / f"mem-{rows}" / "events.jsonl").unlink(missing_ok=True)
+    return out
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(7200)  # generating and mapping 10M rows takes a while on a laptop
 def test_bench_map(tmp_path, bench, request):
     from tests.benchmarks.harness import BenchRow
 
@@ -194,12 +294,28 @@ def test_bench_map(tmp_path, bench, request):
     for line in result.lines():
         print(line)
     bench.add(BenchRow(
-        name=f"map: load+map+bodies, {result.rows_in:,} rows", toolkit=result.toolkit_eps, anchor=result.sdk_eps,
-        unit="events/s", anchor_name="optimizely-sdk UserEventFactory+EventFactory+json.dumps, one by one",
-        target=f">= {TARGET:g}x", met=result.ratio >= TARGET,
-        notes=f"peak RSS {result.peak_rss_mb:,.0f} MB (target <= 2048 MB); map+bodies alone "
-              f"{result.map_and_bodies_ratio:.1f}x",
-        extra={"bodies": result.bodies, "events": result.events, "peak_rss_mb": result.peak_rss_mb,
-               "phases_s": result.phases},
+        name=f"map + bodies, {result.rows_in:,} rows", toolkit=result.toolkit_eps, anchor=result.sdk_eps,
+        unit="events/s", anchor_name="optimizely-sdk UserEventFactory+EventFactory one by one",
+        target=f">= {TARGET:g}x", met=result.ratio >= TARGET, spread=result.spread,
+        notes=f"CPU-time ratio {result.cpu_ratio:.1f}x; map+bodies alone {result.map_and_bodies_ratio:.1f}x",
+        extra={"bodies": result.bodies, "events": result.events, "phases_s": result.phases,
+               "phases_cpu_s": result.phases_cpu, "toolkit_s": result.toolkit_seconds,
+               "toolkit_cpu_s": result.toolkit_cpu, "sdk_s": result.sdk_seconds, "sdk_cpu_s": result.sdk_cpu},
     ))
     assert result.events > 0 and result.bodies > 0
+    sizes = (2_000, 20_000) if tiny else MEMORY_ROWS
+    if not sizes:
+        return
+    rss = run_memory_bench(tmp_path, sizes)
+    for rows, (peak, seconds) in rss.items():
+        print(f"toolkit map {rows:,} rows: peak RSS {peak:,.0f} MB in {seconds:.0f} s")
+        bench.add(BenchRow(name=f"toolkit map peak RSS, {rows:,} rows", toolkit=peak, anchor=None, unit="MB",
+                           anchor_name="", target=f"<= {RSS_LIMIT_MB:,.0f} MB", met=peak <= RSS_LIMIT_MB,
+                           extra={"seconds": seconds}))
+    if len(rss) >= 2:
+        (small, (p_small, _)), (large, (p_large, _)) = min(rss.items()), max(rss.items())
+        growth = p_large / p_small - 1
+        print(f"peak RSS growth {small:,} -> {large:,} rows: {growth:+.0%} (target < {RSS_GROWTH:.0%})")
+        bench.add(BenchRow(name=f"toolkit map RSS growth {small:,} -> {large:,}", toolkit=growth * 100,
+                           anchor=None, unit="%", anchor_name="", target=f"< {RSS_GROWTH:.0%}",
+                           met=growth < RSS_GROWTH, notes=f"{p_small:,.0f} MB -> {p_large:,.0f} MB"))
