@@ -121,27 +121,31 @@ _HEX_GROUPS = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
 _TEXT_GROUPS = ((0, 8), (9, 13), (14, 18), (19, 23), (24, 36))
 
 
-def event_uuids(frame: pd.DataFrame) -> pd.Series:
-    """The stable uuid of each NORMALIZED row (see the module doc); vectorized where it can be."""
-    ids = pc.utf8_trim_whitespace(pa.array(frame["event_id"].astype("string")))
+def event_uuids(frame: pd.DataFrame, rows: np.ndarray | None = None) -> pd.Series:
+    """The stable uuid of each NORMALIZED row (see the module doc), or of the rows at positions
+    ``rows`` only (indexed by those positions); vectorized where it can be."""
+    ids = frame["event_id"] if rows is None else frame["event_id"].iloc[rows]
+    index = ids.index if rows is None else pd.Index(rows)
+    ids = pc.utf8_trim_whitespace(pa.array(ids.astype("string").array))
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
     ids = pc.if_else(pc.equal(ids, ""), pa.scalar(None, ids.type), ids)
     is_uuid = pc.fill_null(pc.match_substring_regex(ids, f"^(?:{_UUID_RE})$"), False)
     out = pc.if_else(is_uuid, pc.utf8_lower(ids), pa.scalar(None, ids.type))
     other = pc.and_(pc.is_valid(ids), pc.invert(is_uuid)).to_numpy(zero_copy_only=False)
     none = pc.is_null(ids).to_numpy(zero_copy_only=False)
     if other.any() or none.any():
-        fill = np.full(len(frame), None, dtype=object)
+        fill = np.full(len(ids), None, dtype=object)
         if other.any():
             pos = np.flatnonzero(other)
             fill[pos] = uuid5_array(NAMESPACE, ids.take(pa.array(pos)).to_pylist()).to_numpy(zero_copy_only=False)
         if none.any():
-            sub = frame.iloc[np.flatnonzero(none)][["type", "event", "user_id", "anonymous_id", "timestamp",
-                                                    "properties"]]
+            at = np.flatnonzero(none) if rows is None else np.asarray(rows)[none]
+            sub = frame[["type", "event", "user_id", "anonymous_id", "timestamp", "properties"]].iloc[at]
             cols = [sub[c].astype(object).where(sub[c].notna(), None).tolist() for c in sub.columns]
             names = [_SEP.join("" if p is None else str(p) for p in row) for row in zip(*cols, strict=True)]
             fill[none] = uuid5_array(_CONTENT_NS, names).to_numpy(zero_copy_only=False)
         out = pc.coalesce(out, pa.array(fill, type=out.type))
-    return pd.Series(pd.arrays.ArrowStringArray(out), index=frame.index)
+    return pd.Series(pd.arrays.ArrowStringArray(out), index=index)
 
 
 POLICIES = ("user_or_anonymous", "anonymous", "user", "stitched")

@@ -210,7 +210,7 @@ def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Bluepri
 
     ok = live & ~verdict.failed
     ok_pos = np.flatnonzero(ok)
-    uuids = event_uuids(f.iloc[ok_pos]).set_axis(ok_pos)
+    uuids = event_uuids(f, ok_pos)
     act_pos = np.flatnonzero(ok & is_act)
     c_pos = np.flatnonzero(ok & ~is_act)
 
