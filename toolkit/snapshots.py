@@ -181,15 +181,16 @@ _TYPES = {"timestamp": pa.int64(), "revenue": pa.int64(), "enabled": pa.bool_()}
 
 
 def _part(events: pd.DataFrame, rows: np.ndarray | None, names: tuple[str, ...], build) -> pa.Array:
-    """The snapshots of ``rows`` (all rows when None) built by ``build`` from the named columns."""
+    """The snapshots of the rows where the mask ``rows`` is true (all rows when None), built by
+    ``build`` from the named columns."""
     col = {c: _floats(events["value"]) if c == "value" else _arrow(events[c], _TYPES.get(c, _STR)) for c in names}
     if rows is not None:
-        mask = pa.array(np.isin(np.arange(len(events)), rows)) if len(rows) < len(events) else None
-        col = {c: a.filter(mask) for c, a in col.items()} if mask is not None else col
+        mask = pa.array(rows)
+        col = {c: a.filter(mask) for c, a in col.items()}
     ts = pc.fill_null(pc.cast(col["timestamp"], _STR), "null")
     text, exact = build(col, ts)
     if exact.any():  # the rows with escapes or nulls: their dicts through orjson
-        sub = events.iloc[(rows if rows is not None else np.arange(len(events)))[exact]]
+        sub = events.iloc[(np.flatnonzero(rows) if rows is not None else np.arange(len(events)))[exact]]
         values = [sub[c].to_numpy(dtype=object, na_value=None) for c in sub.columns]
         exact_text = [orjson.dumps(snapshot_dict(dict(zip(sub.columns, r, strict=True)))).decode()
                       for r in zip(*values, strict=True)]
@@ -204,12 +205,11 @@ def snapshot_json(events: pd.DataFrame) -> pa.Array:
         return _part(events, None, _CONVERSION_COLUMNS, _conversions)
     if is_imp.all():
         return _part(events, None, _IMPRESSION_COLUMNS, _impressions)
-    conv_rows, imp_rows = np.flatnonzero(~is_imp), np.flatnonzero(is_imp)
-    conv = _part(events, conv_rows, _CONVERSION_COLUMNS, _conversions)
-    imp = _part(events, imp_rows, _IMPRESSION_COLUMNS, _impressions)
-    order = np.empty(len(events), dtype=np.int64)
-    order[conv_rows] = np.arange(len(conv_rows))
-    order[imp_rows] = len(conv_rows) + np.arange(len(imp_rows))
+    conv = _part(events, ~is_imp, _CONVERSION_COLUMNS, _conversions)
+    imp = _part(events, is_imp, _IMPRESSION_COLUMNS, _impressions)
+    order = np.empty(len(events), dtype=np.int64)  # row i: its rank among its kind's rows
+    order[~is_imp] = np.arange(len(conv))
+    order[is_imp] = len(conv) + np.arange(len(imp))
     return pa.concat_arrays([conv, imp]).take(pa.array(order))
 
 

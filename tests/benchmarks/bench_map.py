@@ -294,7 +294,7 @@ def test_bench_map(tmp_path, bench, request):
     for line in result.lines():
         print(line)
     bench.add(BenchRow(
-        name=f"map + bodies, {result.rows_in:,} rows", toolkit=result.toolkit_eps, anchor=result.sdk_eps,
+        name=f"map + bodies, {result.rows_in:,} events", toolkit=result.toolkit_eps, anchor=result.sdk_eps,
         unit="events/s", anchor_name="optimizely-sdk UserEventFactory+EventFactory one by one",
         target=f">= {TARGET:g}x", met=result.ratio >= TARGET, spread=result.spread,
         notes=f"CPU-time ratio {result.cpu_ratio:.1f}x; map+bodies alone {result.map_and_bodies_ratio:.1f}x",
