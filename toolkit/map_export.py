@@ -15,8 +15,6 @@ from pathlib import Path
 
 import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from .blueprint import Blueprint, load_blueprint
 from .contracts import EVENTS, QUARANTINE, conform, empty
@@ -105,27 +103,6 @@ def write_quarantine_jsonl(frame: pd.DataFrame, path: str | os.PathLike[str], *,
     return len(frame)
 
 
-class _Distinct:
-    """The distinct texts seen over chunks, kept as compact Arrow arrays (not a set of Python
-    strings): memory follows the number of distinct values at a few dozen bytes each."""
-
-    def __init__(self) -> None:
-        self._parts: list[pa.Array] = []
-
-    def add(self, values: pd.Series) -> None:
-        arr = pa.array(values.astype("string").array)
-        self._parts.append(pc.unique(pc.drop_null(arr)))
-        if len(self._parts) > 16:
-            self._parts = [self._all()]
-
-    def _all(self) -> pa.Array:
-        arr = pa.chunked_array(self._parts, type=pa.large_string()).combine_chunks()
-        return pc.unique(arr)
-
-    def count(self) -> int:
-        return len(self._all()) if self._parts else 0
-
-
 def _chunks(path, fmt, blueprint: Blueprint, chunk_rows: int):
     from .exports import iter_export
 
@@ -184,7 +161,7 @@ def map_export(
     by_skip: Counter[str] = Counter()
     warns: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
-    visitors = _Distinct()
+    visitors: set[str] = set()
     kept_events: list[pd.DataFrame] = []
     kept_quarantine: list[pd.DataFrame] = []
     keep = keep_frames or decisions == "bucket"
@@ -205,7 +182,7 @@ def map_export(
             by_skip.update(res.skipped)
             warns.update(res.warnings)
             kinds.update(res.events["kind"].value_counts().to_dict())
-            visitors.add(res.events["visitor_id"])
+            visitors.update(res.events["visitor_id"].dropna().unique().tolist())
             if events_out is not None:
                 write_events_jsonl(res.events, events_out, append=True)
             if quarantine_out is not None and len(quarantine):
@@ -233,7 +210,7 @@ def map_export(
         rows_in=rows_in, mapped=mapped, skipped=sum(by_skip.values()), quarantined=sum(by_reason.values()),
         by_reason=dict(sorted(by_reason.items())), by_skip=dict(sorted(by_skip.items())),
         warnings=dict(sorted(warns.items())), conversions=kinds.get("conversion", 0),
-        impressions=kinds.get("impression", 0), synthesized=synthesized, visitors=visitors.count(),
+        impressions=kinds.get("impression", 0), synthesized=synthesized, visitors=len(visitors),
         multi_anonymous=graph.multi_anonymous(), identity=identity, decisions=decisions,
         events_out=str(events_out) if events_out is not None else None,
         quarantine_out=str(quarantine_out) if quarantine_out is not None else None,
