@@ -29,7 +29,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "events": {},  # free-form: name -> key
     "unmapped": {"pass_through": (bool,), "ignore": (list,)},
     "skip": {"types": (list,)},
-    "revenue": {"events": (list,), "keys": (list,), "default_currency": (str,), "allow_refunds": (bool,)},
+    "revenue": {"events": (list,), "keys": (list,), "default_currency": (str,), "allow_refunds": (bool,),
+                "amounts_in_minor_units": (bool,)},
     "tags": {"lists": (str,), "objects": (str,), "exclude": (list,)},
     "activations": {"events": (list,), "experiment": (list,), "variation": (list,)},
 }
@@ -61,6 +62,7 @@ class Blueprint:
     revenue_keys: tuple[str, ...] = ("revenue", "total", "value")
     default_currency: str = "USD"
     allow_refunds: bool = False
+    amounts_in_minor_units: bool = False  # the export already holds cents: send amounts as they are
     tags: TagRules = TagRules()
     activations: Activations = Activations()
 
@@ -144,6 +146,7 @@ def parse_blueprint(data: dict[str, Any], *, source: str = "blueprint") -> Bluep
         revenue_keys=tuple(revenue.get("keys", d.revenue_keys)),
         default_currency=normalize_currency(revenue.get("default_currency", d.default_currency)),
         allow_refunds=revenue.get("allow_refunds", d.allow_refunds),
+        amounts_in_minor_units=revenue.get("amounts_in_minor_units", d.amounts_in_minor_units),
         tags=TagRules(lists=tags.get("lists", "count"), objects=tags.get("objects", "flatten"),
                       exclude=frozenset(tags.get("exclude", ()))),
         activations=Activations(

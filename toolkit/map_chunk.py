@@ -193,7 +193,8 @@ def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Bluepri
     revenue, has_revenue = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
     if has_rev.any():
         pos = np.flatnonzero(has_rev)
-        minor, why, text = minor_units(f["revenue_raw"].iloc[pos], cur.iloc[pos], allow_negative=blueprint.allow_refunds)
+        minor, why, text = minor_units(f["revenue_raw"].iloc[pos], cur.iloc[pos], allow_negative=blueprint.allow_refunds,
+                                       already_minor=blueprint.amounts_in_minor_units)
         revenue[pos] = minor.to_numpy(dtype=np.int64, na_value=0)
         has_revenue[pos] = minor.notna().to_numpy()
         why, text = _objects(why), _objects(text)

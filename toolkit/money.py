@@ -58,16 +58,20 @@ def currency_exponent(code: str) -> int | None:
     return _exponents().get(normalize_currency(code))
 
 
-def to_minor_units(raw: str | int | float | Decimal, currency: str, *, allow_negative: bool = False) -> int:
+def to_minor_units(raw: str | int | float | Decimal, currency: str, *, allow_negative: bool = False,
+                   already_minor: bool = False) -> int:
     """``"89.99", "GBP"`` -> 8999; ``"1200", "JPY"`` -> 1200; ``"12.345", "KWD"`` -> 12345.
 
     Floats are taken by their shortest repr (19.99 -> "19.99"), never by their binary value.
     Raises :class:`MoneyError` with ``invalid_revenue`` (not a finite number, negative, more
-    decimals than the currency has) or ``unknown_currency``.
+    decimals than the currency has) or ``unknown_currency``. ``already_minor``: the export's amounts
+    are already in the lowest unit (cents), so they are taken as they are and must be whole.
     """
     exp = currency_exponent(currency) if isinstance(currency, str) else None
     if exp is None:
         raise MoneyError(Reason.UNKNOWN_CURRENCY, f"currency {currency!r} is not an ISO 4217 code with minor units")
+    if already_minor:
+        exp = 0
     if isinstance(raw, bool):
         raise MoneyError(Reason.INVALID_REVENUE, f"revenue {raw!r} is a boolean, not an amount")
     text = repr(raw) if isinstance(raw, float) else str(raw).strip()
@@ -93,7 +97,7 @@ def to_minor_units(raw: str | int | float | Decimal, currency: str, *, allow_neg
 
 
 def minor_units(
-    raw: pd.Series, currency: pd.Series, *, allow_negative: bool = False
+    raw: pd.Series, currency: pd.Series, *, allow_negative: bool = False, already_minor: bool = False
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Vectorized :func:`to_minor_units` over aligned Series of raw text and currency codes.
 
@@ -115,6 +119,8 @@ def minor_units(
     text = pa.array(raw.astype("string"))
     if n:
         exp = _row_exponents(currency)
+        if already_minor:
+            exp = np.where(exp >= 0, 0, exp)
         fast = pc.fill_null(pc.match_substring_regex(text, _FAST_AMOUNT), False).to_numpy(zero_copy_only=False)
         fast &= exp >= 0
         if fast.any():
@@ -146,7 +152,8 @@ def minor_units(
             res = cache.get(pair)
             if res is None:
                 try:
-                    res = (to_minor_units(pair[0], pair[1], allow_negative=allow_negative), None, None)
+                    res = (to_minor_units(pair[0], pair[1], allow_negative=allow_negative,
+                                          already_minor=already_minor), None, None)
                 except MoneyError as exc:
                     res = (None, exc.reason.value, exc.detail)
                 cache[pair] = res

@@ -115,3 +115,16 @@ def test_vectorized_fast_path_agrees_with_the_scalar_form(pairs, allow_negative)
             assert (m, why, text) == (pd.NA, exc.reason.value, exc.detail)
         else:
             assert (m, why, text) == (expected, pd.NA, pd.NA)
+
+
+def test_amounts_already_in_minor_units():
+    assert to_minor_units("8999", "GBP", already_minor=True) == 8999
+    assert to_minor_units("1200", "JPY", already_minor=True) == 1200
+    with pytest.raises(MoneyError) as err:
+        to_minor_units("89.99", "GBP", already_minor=True)
+    assert err.value.reason.value == "invalid_revenue"
+    raw = pd.Series(["8999", "89.99", "12345", None], dtype="string")
+    cur = pd.Series(["GBP", "GBP", "KWD", "USD"], dtype="string")
+    minor, reason, _ = minor_units(raw, cur, already_minor=True)
+    assert minor.tolist() == [8999, pd.NA, 12345, pd.NA]
+    assert reason.tolist() == [pd.NA, "invalid_revenue", pd.NA, pd.NA]

@@ -125,3 +125,47 @@ def test_processing_lag(tmp_path, sample):
     assert rec.diagnosis("processing_lag").count > 0
     assert rec.unexplained == 0
     shutil.rmtree(tmp_path / "sb", ignore_errors=True)
+
+
+def test_revenue_through_a_wrong_blueprint(tmp_path):
+    """An export in major units (90 USD) mapped with a blueprint that claims the amounts are
+    already in cents: Optimizely counts 90 instead of 9000, and reconcile names the unit error
+    against a reference mapped with the correct blueprint."""
+    from toolkit.attribution import predict
+    from toolkit.blueprint import load_blueprint
+
+    df = load_datafile(SAMPLE / "datafile.json")
+    exp = next(e for e in df.running_experiments() if any(e.id in ev.experiment_ids and k == "purchase"
+                                                          for k, ev in df.events.items()))
+    variation = exp.variations[0]
+    lines = []
+    for i in range(6):
+        visitor = f"00000000-0000-4000-8000-{i:012d}"
+        lines.append({"type": "track", "event": "Experiment Viewed", "anonymousId": visitor,
+                      "messageId": f"10000000-0000-4000-8000-{i:012d}", "timestamp": f"2026-11-03T10:00:0{i}.000Z",
+                      "properties": {"experiment_id": exp.id, "variation_id": variation.id}})
+        lines.append({"type": "track", "event": "Order Completed", "anonymousId": visitor,
+                      "messageId": f"20000000-0000-4000-8000-{i:012d}", "timestamp": f"2026-11-03T11:00:0{i}.000Z",
+                      "properties": {"revenue": 90 + i, "currency": "USD", "order_id": f"o{i}"}})
+    export = tmp_path / "orders.jsonl"
+    export.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[revenue]\namounts_in_minor_units = true\n")
+
+    sent = map_export(export, df, blueprint=load_blueprint(wrong), progress=False)
+    reference = map_export(export, df, progress=False)
+    purchases = sent.events[sent.events["key"] == "purchase"]
+    assert purchases["revenue"].tolist() == [90 + i for i in range(6)]  # sent as-is: 100x too small
+    assert reference.events.loc[reference.events["key"] == "purchase", "revenue"].tolist() == \
+        [(90 + i) * 100 for i in range(6)]
+
+    with Sandbox(tmp_path / "sb", datafile=SAMPLE / "datafile.json") as sb:
+        led = replay(tmp_path, sb, df, sent.events)
+        results = load_results(urls(sb, df))
+    rec = reconcile(led, results, df, expected=predict(reference.events, df), as_of=datetime.now(UTC) + LATER)
+    d = rec.diagnosis("revenue_units")
+    assert d is not None and d.count == 6 and "0.01" in d.detail
+    revenue = rec.table[(rec.table["metric"] == "revenue") & (rec.table["event_key"] == "purchase")
+                        & (rec.table["variation_id"] == variation.id)].iloc[0]
+    assert (revenue["counted"], revenue["expected"]) == (sum(90 + i for i in range(6)), sum((90 + i) * 100 for i in range(6)))
+    assert rec.unexplained == 0
