@@ -40,13 +40,15 @@ _COLLECTOR = None
 
 
 @pytest.fixture(scope="session")
-def bench():
-    """Collects benchmark rows; `make bench` prints them and writes reports/bench/<ts>.json."""
+def bench(request):
+    """Collects benchmark rows; `make bench` prints them and writes reports/bench/<ts>.json
+    (and reports/bench/partial.jsonl as rows come, so an interrupted run keeps what it measured)."""
     global _COLLECTOR
     from tests.benchmarks.harness import BenchCollector
 
     if _COLLECTOR is None:
-        _COLLECTOR = BenchCollector()
+        out = request.config.getoption("--bench-out")
+        _COLLECTOR = BenchCollector(partial=Path(out) / "partial.jsonl" if out else None)
     return _COLLECTOR
 
 

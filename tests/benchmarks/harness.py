@@ -62,13 +62,18 @@ class BenchRow:
 
 
 class BenchCollector:
-    def __init__(self) -> None:
+    def __init__(self, partial: Path | None = None) -> None:
         self.rows: list[BenchRow] = []
+        self.partial = partial  # rows are also appended here as they come, so a stopped run keeps them
 
     def add(self, row: BenchRow) -> BenchRow:
         if row.ratio is None and row.anchor:
             row.ratio = row.toolkit / row.anchor if row.unit.endswith("/s") else row.anchor / row.toolkit
         self.rows.append(row)
+        if self.partial is not None:
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            with self.partial.open("a") as fh:
+                fh.write(json.dumps(asdict(row)) + "\n")
         return row
 
     def table(self) -> str:
