@@ -6,11 +6,9 @@ import argparse
 import sys
 
 from ..logs import Redactor
-from .common import add_config_args, add_datafile_args, config_from_args, datafile_from_args
+from .common import add_config_args, add_datafile_args, add_mapping_args, config_from_args, datafile_from_args
 
 ORDER = 30
-
-_POLICIES = ("user_or_anonymous", "anonymous", "user", "stitched")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,13 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rows in / mapped / skipped / quarantined with a count per reason. Exit 0 (quarantined rows are "
         "reported, not an error), 2 on unusable input.")
     p.add_argument("--export", metavar="PATH", required=True, help="the export file (.jsonl/.csv/.parquet, .gz ok)")
-    p.add_argument("--format", dest="fmt", choices=("jsonl", "csv", "parquet"), help="force the export format")
-    p.add_argument("--blueprint", metavar="PATH", help="a blueprint TOML read on top of the default data/blueprint.toml")
-    p.add_argument("--identity", choices=_POLICIES, default="user_or_anonymous",
-                   help="visitor id policy (default user_or_anonymous)")
-    p.add_argument("--decisions", choices=("export", "bucket", "none"), default="export",
-                   help="impressions from the export's activation events (default), plus offline bucketing "
-                   "(bucket), or none")
+    add_mapping_args(p)
     p.add_argument("--out", metavar="EVENTS.jsonl", required=True, help="where to write the Optimizely events")
     p.add_argument("--quarantine", metavar="QUARANTINE.jsonl",
                    help="where to write rejected rows (default: next to --out, .quarantine.jsonl)")

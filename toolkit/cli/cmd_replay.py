@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 from ..errors import ConfigError, LedgerError
 from ..logs import Redactor
-from .common import add_config_args, add_datafile_args, config_from_args, datafile_from_args
+from .common import add_config_args, add_datafile_args, add_mapping_args, config_from_args, datafile_from_args
 
 ORDER = 50
 
@@ -58,11 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="body size cap in bytes (default 3.4 MB, under the Event API's 3.5 MB)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     m = p.add_argument_group("mapping (with --export)")
-    m.add_argument("--decisions", choices=["export", "bucket", "none"],
-                   help="impressions from the export's decisions, offline bucketing, or none (default export)")
-    m.add_argument("--blueprint", metavar="PATH", help="event mapping blueprint TOML (default: the built-in one)")
-    m.add_argument("--identity", metavar="POLICY", help="visitor id policy (default user_or_anonymous)")
-    m.add_argument("--format", dest="fmt", choices=["jsonl", "csv", "parquet"], help="export format (default: detected)")
+    add_mapping_args(m, defaults=False)
     p.set_defaults(func=run)
 
 

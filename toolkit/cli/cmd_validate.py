@@ -9,11 +9,9 @@ from pathlib import Path
 
 from ..errors import ExportError
 from ..logs import Redactor
-from .common import add_config_args, add_datafile_args, config_from_args, datafile_from_args
+from .common import add_config_args, add_datafile_args, add_mapping_args, config_from_args, datafile_from_args
 
 ORDER = 35
-
-_POLICIES = ("user_or_anonymous", "anonymous", "user", "stitched")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,11 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", required=True, help="folder for validation.json and data_docs/")
     p.add_argument("--suites", metavar="DIR", help="folder of suite JSON files (default data/expectations)")
     m = p.add_argument_group("mapping (with --export)")
-    m.add_argument("--format", dest="fmt", choices=("jsonl", "csv", "parquet"), help="force the export format")
-    m.add_argument("--blueprint", metavar="PATH", help="a blueprint TOML read on top of the default one")
-    m.add_argument("--identity", choices=_POLICIES, default="user_or_anonymous", help="visitor id policy")
-    m.add_argument("--decisions", choices=("export", "bucket", "none"), default="export",
-                   help="impressions from the export (default), plus offline bucketing, or none")
+    add_mapping_args(m)
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     r = p.add_argument_group("rules")
     r.add_argument("--allow-refunds", action="store_true", default=None,

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import IntegrationConfig, load_integration
 from ..logs import Redactor
 
-__all__ = ["add_config_args", "config_from_args", "add_datafile_args", "datafile_from_args"]
+__all__ = ["add_config_args", "config_from_args", "add_datafile_args", "datafile_from_args", "add_mapping_args"]
 
 
 def add_config_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -43,3 +43,18 @@ def datafile_from_args(args: argparse.Namespace, config: IntegrationConfig | Non
         cache_dir=Path(args.cache_dir) if getattr(args, "cache_dir", None) else None,
         timeout=getattr(args, "timeout", 10.0),
     )
+
+
+def add_mapping_args(g, *, defaults: bool = True) -> None:
+    """The mapping options shared by map, validate and replay. ``defaults=False`` leaves them None, so
+    a resumed replay can tell "not given" from a value and reuse the run's recorded one."""
+    from ..identity import POLICIES
+
+    g.add_argument("--format", dest="fmt", choices=("jsonl", "csv", "parquet"),
+                   help="force the export format (default: detected from the name and content)")
+    g.add_argument("--blueprint", metavar="PATH", help="a blueprint TOML read on top of the default data/blueprint.toml")
+    g.add_argument("--identity", choices=tuple(POLICIES), default="user_or_anonymous" if defaults else None,
+                   help="visitor id policy (default user_or_anonymous)")
+    g.add_argument("--decisions", choices=("export", "bucket", "none"), default="export" if defaults else None,
+                   help="impressions from the export's activation events (default export), plus offline "
+                   "bucketing (bucket), or none")
