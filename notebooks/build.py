@@ -1,5 +1,7 @@
-"""Generate the notebooks of this folder, then execute them once and keep only the outputs that
-nbval checks (cells holding ``# NBVAL_CHECK_OUTPUT``); every other output is stripped.
+"""Generate the notebooks of this folder (committed with no outputs), then execute them once and
+record the outputs that nbval checks (cells holding ``# NBVAL_CHECK_OUTPUT``) beside the tests, in
+tests/notebooks/expected_outputs/<name>.json, keyed by cell id; the test puts them back into a copy
+of each notebook before running nbval.
 
     .venv/bin/python notebooks/build.py              # regenerate and refresh the checked outputs
     .venv/bin/python notebooks/build.py --no-execute # regenerate, no outputs at all
@@ -11,6 +13,7 @@ the result. Cell ids are fixed so a regeneration gives a small diff.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -288,15 +291,34 @@ def build(name: str, cells: list) -> nbf.NotebookNode:
     return nb
 
 
-def keep_checked_outputs(nb: nbf.NotebookNode) -> nbf.NotebookNode:
-    """Outputs only where nbval compares them (nbval wants their execution counts too: a cell with
-    outputs and no count is "unrun"); no timing metadata."""
+EXPECTED = HERE.parent / "tests" / "notebooks" / "expected_outputs"
+
+
+def checked_outputs(nb: nbf.NotebookNode) -> dict:
+    """The outputs nbval compares, by cell id (with their execution counts: nbval treats a cell with
+    outputs and no count as unrun)."""
+    return {c.id: {"execution_count": c.execution_count, "outputs": c.outputs}
+            for c in nb.cells if c.cell_type == "code" and CHECK in c.source}
+
+
+def stripped(nb: nbf.NotebookNode) -> nbf.NotebookNode:
+    """What is committed: no outputs, no counts, no timing or widget metadata."""
     for c in nb.cells:
         c.metadata.pop("execution", None)
-        if c.cell_type == "code" and CHECK not in c.source:
+        if c.cell_type == "code":
             c.outputs = []
             c.execution_count = None
     nb.metadata.pop("widgets", None)
+    return nb
+
+
+def with_outputs(nb: nbf.NotebookNode, expected: dict) -> nbf.NotebookNode:
+    """A copy of ``nb`` carrying the recorded outputs of its checked cells (for nbval)."""
+    nb = nbf.from_dict(nb)
+    for c in nb.cells:
+        if c.cell_type == "code" and c.id in expected:
+            c.outputs = nbf.from_dict(expected[c.id]["outputs"])
+            c.execution_count = expected[c.id]["execution_count"]
     return nb
 
 
@@ -309,7 +331,8 @@ def execute(nb: nbf.NotebookNode, run_dir: Path) -> nbf.NotebookNode:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--no-execute", action="store_true", help="write the notebooks without any outputs")
+    ap.add_argument("--no-execute", action="store_true",
+                    help="regenerate the notebooks only, keeping the recorded checked outputs as they are")
     args = ap.parse_args(argv)
     notebooks = {"00_onboarding_walkthrough": WALKTHROUGH, **STAGES}
     with tempfile.TemporaryDirectory(prefix="nbbuild-") as tmp:
@@ -318,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
             nb = build(name, cells)
             if not args.no_execute:
                 execute(nb, Path(tmp))
-            nbf.write(keep_checked_outputs(nb), HERE / f"{name}.ipynb")
+                EXPECTED.mkdir(parents=True, exist_ok=True)
+                (EXPECTED / f"{name}.json").write_text(json.dumps(checked_outputs(nb), indent=1, sort_keys=True) + "\n")
+            nbf.write(stripped(nb), HERE / f"{name}.ipynb")
             print(f"written {name}.ipynb", file=sys.stderr)
     return 0
 
