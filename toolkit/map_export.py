@@ -13,14 +13,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import orjson
 import pandas as pd
 
 from .blueprint import Blueprint, load_blueprint
 from .contracts import EVENTS, QUARANTINE, conform, empty
 from .datafile import Datafile
 from .errors import ExportError
-from .events_io import write_events_jsonl
+from .events_io import write_events_jsonl, write_quarantine_jsonl
 from .identity import Identity, IdentityGraph
 from .map_chunk import map_events
 from .payload import DEFAULT_MAX_BYTES
@@ -89,18 +88,6 @@ class MapOutput:
     events: pd.DataFrame  # EVENTS (empty when keep_frames=False)
     quarantine: pd.DataFrame  # QUARANTINE (loader's and mapper's; empty when keep_frames=False)
     summary: MapSummary
-
-
-def write_quarantine_jsonl(frame: pd.DataFrame, path: str | os.PathLike[str], *, append: bool = False) -> int:
-    """QUARANTINE rows as JSON Lines (every field on every line, nulls as null)."""
-    frame = conform(frame, QUARANTINE)
-    cols = list(QUARANTINE)
-    data = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in cols]
-    with open(path, "ab" if append else "wb") as fh:
-        for row in zip(*data, strict=True):
-            fh.write(orjson.dumps(dict(zip(cols, row, strict=True))))
-            fh.write(b"\n")
-    return len(frame)
 
 
 def _chunks(path, fmt, blueprint: Blueprint, chunk_rows: int):

@@ -57,19 +57,6 @@ def _expected(path: str, ledger, datafile):
     return predict(ref[ref["uuid"].isin(delivered).fillna(False)], datafile)
 
 
-def _quarantine(path: str):
-    import pandas as pd
-
-    from ..contracts import QUARANTINE, conform
-
-    try:
-        frame = pd.read_json(path, lines=True, dtype=False)
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"quarantine {path}: unreadable ({str(exc)[:120]}); pass the quarantine JSONL of "
-                             "`toolkit map`") from None
-    return conform(frame, QUARANTINE) if len(frame) else None
-
-
 def _map_summary(path: str) -> dict:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -80,6 +67,7 @@ def _map_summary(path: str) -> dict:
 
 def run(args: argparse.Namespace, redactor: Redactor) -> int:
     from ..config import DEFAULT_TOKEN_ENV
+    from ..events_io import read_quarantine_jsonl
     from ..ledger import read_ledger
     from ..reconcile import Tolerance, format_table, reconcile, write_outputs
     from ..results import e3_to_results, is_e3_root, load_e3, load_results
@@ -111,7 +99,7 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
     expected = _expected(args.expected_events, ledger, datafile) if args.expected_events else None
     mapping = _map_summary(args.map_summary) if args.map_summary else None
 
-    quarantine = _quarantine(args.quarantine) if args.quarantine else None
+    quarantine = read_quarantine_jsonl(args.quarantine) if args.quarantine else None
     rec = reconcile(ledger, results, datafile, expected=expected, e3=e3, tolerance=tolerance, mapping=mapping,
                     quarantine=quarantine)
     paths = write_outputs(rec, args.out, fmt=args.format)

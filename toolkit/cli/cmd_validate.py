@@ -46,30 +46,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _read_quarantine(path: Path):
-    import orjson
-    import pandas as pd
-
-    from ..contracts import QUARANTINE, conform, empty
-
-    try:
-        lines = path.read_bytes().splitlines()
-    except OSError as exc:
-        raise ExportError(f"quarantine file {path}: cannot read it ({exc.strerror}); pass the file of `toolkit map`") from None
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise ExportError(f"quarantine file {path}:{n}: not JSON; regenerate it with `toolkit map`") from None
-        if not isinstance(rec, dict) or "reason" not in rec:
-            raise ExportError(f"quarantine file {path}:{n}: not a quarantine row (needs reason, source_row, ...)")
-        rows.append(rec)
-    return conform(pd.DataFrame.from_records(rows), QUARANTINE) if rows else empty(QUARANTINE)
-
-
 def _read_events(path: Path):
     from ..events_io import read_events_jsonl
 
@@ -83,6 +59,7 @@ def _read_events(path: Path):
 def run(args: argparse.Namespace, redactor: Redactor) -> int:
     from ..blueprint import load_blueprint
     from ..contracts import QUARANTINE, empty
+    from ..events_io import read_quarantine_jsonl
     from ..expectations import ValidationSettings, load_suites, run_suites
 
     out = sys.stdout
@@ -110,7 +87,7 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
               f"{mapped.summary.quarantined} quarantined, {mapped.summary.skipped} skipped", file=out)
     else:
         events = _read_events(Path(args.events))
-        quarantine = _read_quarantine(Path(args.quarantine)) if args.quarantine else empty(QUARANTINE)
+        quarantine = read_quarantine_jsonl(args.quarantine) if args.quarantine else empty(QUARANTINE)
     print(f"datafile      revision {datafile.revision}", file=out)
     report = run_suites(events, quarantine, datafile, suites=suites, settings=settings)
     paths = report.write(Path(args.out))

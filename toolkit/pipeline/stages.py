@@ -171,26 +171,18 @@ def run_map(ctx: StageContext, *, progress: bool = True) -> MapStage:
 def run_validate(ctx: StageContext):
     from ..blueprint import load_blueprint
     from ..contracts import QUARANTINE, empty
-    from ..events_io import read_events_jsonl
+    from ..events_io import read_events_jsonl, read_quarantine_jsonl
     from ..expectations import ValidationSettings, load_suites, run_suites
 
     s = ctx.settings
     suites = load_suites(s.suites or None)
     events = read_events_jsonl(ctx.events_path)
-    quarantine = _read_quarantine(ctx.quarantine_path) if ctx.quarantine_path.exists() else empty(QUARANTINE)
+    quarantine = read_quarantine_jsonl(ctx.quarantine_path) if ctx.quarantine_path.exists() else empty(QUARANTINE)
     blueprint = load_blueprint(s.blueprint or None)
     settings = ValidationSettings(allow_refunds=bool(blueprint.allow_refunds), decisions_expected=s.decisions != "none")
     report = run_suites(events, quarantine, ctx.datafile, suites=suites, settings=settings)
     report.write(ctx.path("validation"))
     return report
-
-
-def _read_quarantine(path: Path) -> pd.DataFrame:
-    from ..contracts import QUARANTINE, conform, empty
-
-    if path.stat().st_size == 0:
-        return empty(QUARANTINE)
-    return conform(pd.read_json(path, lines=True, dtype=False), QUARANTINE)
 
 
 # --------------------------------------------------------------------------------------- sandbox
@@ -252,6 +244,7 @@ def run_replay(ctx: StageContext, *, progress: bool = True) -> ReplayStage:
 
 
 def run_reconcile(ctx: StageContext):
+    from ..events_io import read_quarantine_jsonl
     from ..ledger import read_ledger
     from ..reconcile import Tolerance, reconcile, write_outputs
     from ..results import load_results
@@ -259,7 +252,7 @@ def run_reconcile(ctx: StageContext):
     s = ctx.settings
     ledger = read_ledger(ctx.ledger_path)
     experiments = [e.id for e in ctx.datafile.running_experiments()]
-    quarantine = _read_quarantine(ctx.quarantine_path) if ctx.quarantine_path.exists() else None
+    quarantine = read_quarantine_jsonl(ctx.quarantine_path) if ctx.quarantine_path.exists() else None
     mapping = ctx.read_json("map_summary.json") if ctx.path("map_summary.json").exists() else None
     sandbox = sandbox_for(ctx).start() if s.results == SANDBOX else None
     try:
