@@ -43,6 +43,7 @@ __all__ = [
     "POLICIES",
     "Identity",
     "IdentityGraph",
+    "GraphPart",
     "resolve_visitor_ids",
     "as_identity",
     "NAMESPACE",
@@ -168,23 +169,56 @@ class Identity:
             raise ValueError(f"identity policy {self.policy!r}: use one of {', '.join(POLICIES)}")
 
 
+@dataclass(frozen=True)
+class GraphPart:
+    """What one chunk adds to an :class:`IdentityGraph`: small and picklable, so a worker process
+    can compute it next to the chunk and send only this to the process that holds the graph."""
+
+    pairs: pd.DataFrame  # anonymous_id, user_id, ts (min per pair within the chunk)
+    visitor_ids: pd.Series | None = None  # distinct visitor ids of the chunk's mapped events
+
+
 class IdentityGraph:
-    """Collects anonymous id <-> user id pairs over chunks of NORMALIZED rows."""
+    """Collects anonymous id <-> user id pairs (and the distinct visitor ids) over chunks.
+
+    ``add(frame)`` in one process, or ``part = IdentityGraph.extract(frame)`` where the chunk is
+    and ``graph.merge(part)`` where the graph is: both give the same graph.
+    """
 
     def __init__(self) -> None:
         self._parts: list[pd.DataFrame] = []
+        self._visitors: set[str] = set()
 
-    def add(self, frame: pd.DataFrame) -> None:
+    @staticmethod
+    def extract(frame: pd.DataFrame, visitor_ids: pd.Series | None = None) -> GraphPart:
+        """The part of the graph one chunk of NORMALIZED rows gives (``visitor_ids``: the visitor
+        ids of that chunk's mapped events, counted by :meth:`visitors`)."""
         anon, user = _blank_to_na(frame["anonymous_id"]), _blank_to_na(frame["user_id"])
         both = anon.notna() & user.notna()
-        if not bool(both.any()):
-            return
         ts = frame["timestamp"].astype("Int64")[both].fillna(pd.NA)
         part = pd.DataFrame({"anonymous_id": anon[both], "user_id": user[both], "ts": ts})
-        part = part.groupby(["anonymous_id", "user_id"], as_index=False, dropna=False)["ts"].min()
-        self._parts.append(part)
+        if len(part):
+            part = part.groupby(["anonymous_id", "user_id"], as_index=False, dropna=False)["ts"].min()
+        vids = None
+        if visitor_ids is not None:
+            vids = pd.Series(visitor_ids.dropna().unique(), dtype="string")
+        return GraphPart(part.reset_index(drop=True), vids)
+
+    def merge(self, part: GraphPart) -> None:
+        if part.visitor_ids is not None:
+            self._visitors.update(part.visitor_ids.tolist())
+        if not len(part.pairs):
+            return
+        self._parts.append(part.pairs)
         if len(self._parts) > 16:  # keep memory bounded by the number of distinct pairs
             self._parts = [self._pairs()]
+
+    def add(self, frame: pd.DataFrame, visitor_ids: pd.Series | None = None) -> None:
+        self.merge(self.extract(frame, visitor_ids))
+
+    def visitors(self) -> int:
+        """How many distinct visitor ids the merged parts carried."""
+        return len(self._visitors)
 
     def _pairs(self) -> pd.DataFrame:
         if not self._parts:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,11 +21,12 @@ from .contracts import EVENTS, QUARANTINE, conform, empty
 from .datafile import Datafile
 from .errors import ExportError
 from .events_io import write_events_jsonl, write_quarantine_jsonl
-from .identity import Identity, IdentityGraph
+from .identity import GraphPart, Identity, IdentityGraph
 from .map_chunk import map_events
 from .payload import DEFAULT_MAX_BYTES
 
-__all__ = ["DECISIONS", "MapSummary", "MapOutput", "map_export", "write_quarantine_jsonl"]
+__all__ = ["DECISIONS", "MapSummary", "MapOutput", "MappedChunk", "iter_mapped", "map_chunk", "map_export",
+           "write_quarantine_jsonl"]
 
 log = logging.getLogger(__name__)
 DECISIONS = ("export", "bucket", "none")
@@ -96,6 +98,62 @@ def _chunks(path, fmt, blueprint: Blueprint, chunk_rows: int):
     return iter_export(path, fmt=fmt, chunk_rows=chunk_rows, revenue_keys=blueprint.revenue_keys)
 
 
+@dataclass(frozen=True)
+class MappedChunk:
+    """One chunk of the export, mapped: its events, every quarantined row (the loader's and the
+    mapper's, in export order), and what it adds to the identity graph."""
+
+    rows_in: int
+    events: pd.DataFrame  # EVENTS
+    quarantine: pd.DataFrame  # QUARANTINE
+    skipped: dict[str, int]
+    warnings: dict[str, int]
+    graph: GraphPart
+
+
+def map_chunk(chunk, datafile: Datafile, blueprint: Blueprint, ident: Identity, *, decisions: str,
+              max_bytes: int) -> MappedChunk:
+    """Map one loaded chunk (``toolkit.exports`` chunk: ``rows_in``, ``events``, ``quarantine``)."""
+    res = map_events(chunk.events, datafile, blueprint, identity=ident, activations=decisions != "none",
+                     max_bytes=max_bytes)
+    quarantine = res.quarantine
+    if len(chunk.quarantine):  # the loader's rejects and ours, in export order
+        quarantine = pd.concat([conform(chunk.quarantine, QUARANTINE), res.quarantine], ignore_index=True)
+        quarantine = quarantine.sort_values("source_row", kind="stable").reset_index(drop=True)
+    part = IdentityGraph.extract(chunk.events, res.events["visitor_id"])
+    return MappedChunk(int(chunk.rows_in), res.events, quarantine, res.skipped, res.warnings, part)
+
+
+def iter_mapped(
+    path: str | os.PathLike[str],
+    datafile: Datafile,
+    *,
+    blueprint: Blueprint,
+    identity: str = "user_or_anonymous",
+    decisions: str = "export",
+    fmt: str | None = None,
+    progress: bool = True,
+    chunk_rows: int = 200_000,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    graph: IdentityGraph | None = None,
+) -> Iterator[MappedChunk]:
+    """The export mapped chunk by chunk, in export order (what ``map_export`` and a streaming
+    replay consume). ``identity="stitched"`` first reads the export once for the identify links,
+    into ``graph`` when given; otherwise the caller merges each chunk's ``graph`` part itself."""
+    from tqdm.auto import tqdm
+
+    if identity == "stitched":
+        links = graph if graph is not None else IdentityGraph()
+        for chunk in tqdm(_chunks(path, fmt, blueprint, chunk_rows), desc="identity links", unit="chunk",
+                          disable=not progress):
+            links.merge(IdentityGraph.extract(chunk.events))
+        ident = links.resolver("stitched")
+    else:
+        ident = Identity(identity)
+    for chunk in _chunks(path, fmt, blueprint, chunk_rows):
+        yield map_chunk(chunk, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes)
+
+
 def map_export(
     path: str | os.PathLike[str],
     datafile: Datafile,
@@ -135,50 +193,38 @@ def map_export(
             Path(out_path).write_bytes(b"")  # truncate: each run writes its files whole
 
     graph = IdentityGraph()
-    if identity == "stitched":
-        for chunk in tqdm(_chunks(path, fmt, blueprint, chunk_rows), desc="identity links", unit="chunk",
-                          disable=not progress):
-            graph.add(chunk.events)
-        ident = graph.resolver("stitched")
-    else:
-        ident = Identity(identity)
-
     rows_in = mapped = 0
     by_reason: Counter[str] = Counter()
     by_skip: Counter[str] = Counter()
     warns: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
-    visitors: set[str] = set()
     kept_events: list[pd.DataFrame] = []
     kept_quarantine: list[pd.DataFrame] = []
     keep = keep_frames or decisions == "bucket"
     bar = tqdm(desc="mapping", unit="rows", disable=not progress)
     try:
-        for chunk in _chunks(path, fmt, blueprint, chunk_rows):
-            rows_in += int(chunk.rows_in)
-            if identity != "stitched":
-                graph.add(chunk.events)
-            res = map_events(chunk.events, datafile, blueprint, identity=ident,
-                             activations=decisions != "none", max_bytes=max_bytes)
-            quarantine = res.quarantine
-            if len(chunk.quarantine):  # the loader's rejects and ours, in export order
-                quarantine = pd.concat([conform(chunk.quarantine, QUARANTINE), res.quarantine], ignore_index=True)
-                quarantine = quarantine.sort_values("source_row", kind="stable").reset_index(drop=True)
-            mapped += len(res.events)
-            by_reason.update(quarantine["reason"].value_counts().to_dict())
-            by_skip.update(res.skipped)
-            warns.update(res.warnings)
-            kinds.update(res.events["kind"].value_counts().to_dict())
-            visitors.update(res.events["visitor_id"].dropna().unique().tolist())
+        for mc in iter_mapped(path, datafile, blueprint=blueprint, identity=identity, decisions=decisions,
+                              fmt=fmt, progress=progress, chunk_rows=chunk_rows, max_bytes=max_bytes,
+                              graph=graph):
+            rows_in += mc.rows_in
+            if identity == "stitched":  # the links are in the graph already; count the visitors
+                graph.merge(GraphPart(mc.graph.pairs.iloc[:0], mc.graph.visitor_ids))
+            else:
+                graph.merge(mc.graph)
+            mapped += len(mc.events)
+            by_reason.update(mc.quarantine["reason"].value_counts().to_dict())
+            by_skip.update(mc.skipped)
+            warns.update(mc.warnings)
+            kinds.update(mc.events["kind"].value_counts().to_dict())
             if events_out is not None:
-                write_events_jsonl(res.events, events_out, append=True)
-            if quarantine_out is not None and len(quarantine):
-                write_quarantine_jsonl(quarantine, quarantine_out, append=True)
+                write_events_jsonl(mc.events, events_out, append=True)
+            if quarantine_out is not None and len(mc.quarantine):
+                write_quarantine_jsonl(mc.quarantine, quarantine_out, append=True)
             if keep:
-                kept_events.append(res.events)
+                kept_events.append(mc.events)
             if keep_frames:
-                kept_quarantine.append(quarantine)
-            bar.update(int(chunk.rows_in))
+                kept_quarantine.append(mc.quarantine)
+            bar.update(mc.rows_in)
     finally:
         bar.close()
 
@@ -197,7 +243,7 @@ def map_export(
         rows_in=rows_in, mapped=mapped, skipped=sum(by_skip.values()), quarantined=sum(by_reason.values()),
         by_reason=dict(sorted(by_reason.items())), by_skip=dict(sorted(by_skip.items())),
         warnings=dict(sorted(warns.items())), conversions=kinds.get("conversion", 0),
-        impressions=kinds.get("impression", 0), synthesized=synthesized, visitors=len(visitors),
+        impressions=kinds.get("impression", 0), synthesized=synthesized, visitors=graph.visitors(),
         multi_anonymous=graph.multi_anonymous(), identity=identity, decisions=decisions,
         events_out=str(events_out) if events_out is not None else None,
         quarantine_out=str(quarantine_out) if quarantine_out is not None else None,
