@@ -1,21 +1,26 @@
 """The delivery ledger: one SQLite file per replay run, written as delivery goes.
 
-Tables (``read_ledger`` returns each as a DataFrame with the dtypes in the schemas below):
+Tables and views (``read_ledger`` returns each as a DataFrame with the dtypes in the schemas below):
 
 - ``run`` (key, value): run_id, started_at, account_id, project_id, revision, endpoint (masked),
-  datafile_source (masked), toolkit_version, strict, dry_run, plus resumed_at / resumes when a run
-  was resumed.
-- ``events``: one row per Optimizely event (``uuid`` primary key) with the batch that carries it and
-  its delivery status ``pending | delivered | rejected | failed``.
+  datafile_source (masked), toolkit_version, strict, dry_run, the options that shape the bodies,
+  plus resumed_at / resumes when a run was resumed.
+- ``events`` (a view): one row per Optimizely event sent, with the batch that carries it and its
+  delivery status ``pending | delivered | rejected | failed``, attempts, last HTTP status and last
+  error. An event's status is its batch's (a body is delivered or refused whole; ``in_flight``
+  reads as ``pending``), so the event rows (table ``event_rows``) are written once, when their body
+  is first recorded, and never updated.
 - ``batches``: one row per request body (``batch_id`` primary key, stable for the same events),
   status ``pending | in_flight | delivered | rejected | failed``.
 - ``requests``: one row per HTTP attempt (bytes, HTTP status or null for a network error, latency).
 
 Crash safety: a body's batch row is committed as ``in_flight`` together with its event rows before
-the body is sent; after the response the batch and its events are updated in one transaction. A
-resumed run skips finished batches (delivered, or rejected: terminal) and resends all others, so
-the only bodies sent twice are those in flight at the kill. No secrets are stored: callers pass
-masked URLs, and the ledger masks datafile keys again with :func:`toolkit.secrets.mask_url`.
+the body is sent; after the response the batch row is updated and its requests recorded in one
+transaction. A resumed run skips finished batches (delivered, or rejected: terminal) and resends
+all others; a body already recorded keeps its event rows (the same batch id means the same
+events), so the only bodies sent twice are those in flight at the kill. No secrets are stored:
+callers pass masked URLs, and the ledger masks datafile keys again with
+:func:`toolkit.secrets.mask_url`.
 """
 
 from __future__ import annotations
@@ -92,24 +97,25 @@ LEDGER_REQUESTS: dict[str, str] = {
 }
 FINISHED = ("delivered", "rejected")  # batch statuses a resumed run does not send again
 
-_SCHEMA = """
+_EVENT_COLS = [c for c in LEDGER_EVENTS if c not in ("batch_id", "status", "attempts", "last_status", "last_error")]
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS events (
-    uuid TEXT PRIMARY KEY, kind TEXT, key TEXT, entity_id TEXT, visitor_id TEXT, timestamp INTEGER,
+CREATE TABLE IF NOT EXISTS event_rows (
+    uuid TEXT, kind TEXT, key TEXT, entity_id TEXT, visitor_id TEXT, timestamp INTEGER,
     revenue INTEGER, value REAL, campaign_id TEXT, experiment_id TEXT, variation_id TEXT,
-    synthesized INTEGER, source_event_id TEXT, batch_id TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
-    last_status INTEGER, last_error TEXT);
-CREATE INDEX IF NOT EXISTS events_batch ON events(batch_id);
+    synthesized INTEGER, source_event_id TEXT, batch_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY, n_events INTEGER NOT NULL, bytes INTEGER NOT NULL,
     status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_status INTEGER, last_error TEXT);
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL, attempt INTEGER NOT NULL,
     started_at TEXT NOT NULL, latency_ms REAL, bytes INTEGER NOT NULL, status INTEGER, error TEXT);
+CREATE VIEW IF NOT EXISTS events AS
+    SELECT e.rowid AS seq, {", ".join("e." + c for c in _EVENT_COLS)}, e.batch_id,
+           CASE b.status WHEN 'in_flight' THEN 'pending' ELSE b.status END AS status,
+           b.attempts AS attempts, b.last_status AS last_status, b.last_error AS last_error
+    FROM event_rows e JOIN batches b ON b.batch_id = e.batch_id;
 """
-_EVENT_COLS = [c for c in LEDGER_EVENTS if c not in ("batch_id", "status", "attempts", "last_status", "last_error")]
-
 
 @dataclass(frozen=True)
 class RequestRecord:
@@ -191,9 +197,10 @@ class Ledger:
     Not shared between threads: the delivery worker writes it from its coordinating thread.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, resumed: bool = False) -> None:
         self.path = path
         self._conn = conn
+        self._resumed = resumed  # bodies new to the ledger may carry events an earlier body carried
 
     # ---- opening ---------------------------------------------------------------------------
     @classmethod
@@ -220,10 +227,13 @@ class Ledger:
         if not p.is_file():
             raise LedgerError(f"ledger {p}: not found; --resume needs the ledger of an earlier run "
                               "(drop --resume to start a new one)")
-        ledger = cls(p, cls._connect(p, create=False))
+        ledger = cls(p, cls._connect(p, create=False), resumed=True)
         if "run_id" not in ledger.run_info():
             ledger.close()
             raise LedgerError(f"ledger {p}: holds no run info; it is not a delivery ledger")
+        # resumed runs look events up by uuid (see begin); a first run only appends, unindexed
+        ledger._write("the uuid index", lambda c: c.execute(
+            "CREATE INDEX IF NOT EXISTS event_rows_uuid ON event_rows(uuid)"))
         return ledger
 
     @staticmethod
@@ -232,12 +242,16 @@ class Ledger:
             conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA cache_size=-131072")  # 128 MB: a large run's uuid index stays in memory
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MB: a resumed run's uuid index stays in memory
             if create:
                 conn.executescript(_SCHEMA)
             else:
                 tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                missing = {"run", "events", "batches", "requests"} - tables
+                missing = {"run", "event_rows", "batches", "requests"} - tables
+                if missing == {"event_rows"} and "events" in tables:
+                    conn.close()
+                    raise LedgerError(f"ledger {p}: written by an older toolkit version (events table); it can be "
+                                      "read (read_ledger) but not resumed: start a new run with another --ledger")
                 if missing:
                     conn.close()
                     raise LedgerError(f"ledger {p}: not a delivery ledger (no table {', '.join(sorted(missing))})")
@@ -274,43 +288,50 @@ class Ledger:
     def begin(self, bodies: Sequence[Body], *, status: str = "in_flight") -> None:
         """Record bodies (and their events) as about to be sent, in one transaction.
 
-        ``status`` is ``in_flight`` for a real send and ``pending`` for a dry run. Events already in
-        the ledger (a resumed run) keep their row but follow the batch that carries them now.
+        ``status`` is ``in_flight`` for a real send and ``pending`` for a dry run. A body already in
+        the ledger (a resumed run) only changes status: its batch id is a hash of its bytes, so its
+        event rows are the ones recorded then. In a resumed run, events of a body new to the ledger
+        leave the rows of any earlier body that carried them (bodies built with other options).
         """
         if not bodies:
             return
         if status not in ("in_flight", "pending"):
             raise ValueError(f"begin() status must be in_flight or pending, not {status!r}")
         batch_rows = [(b.batch_id, b.n_events, b.size, status) for b in bodies]
-        event_rows = [row for b in bodies for row in _event_rows(b)]
         placeholders = ", ".join("?" * (len(_EVENT_COLS) + 1))
+        ids = [b.batch_id for b in bodies]
 
         def fn(c: sqlite3.Connection) -> None:
+            known = {r[0] for r in c.execute(
+                f"SELECT batch_id FROM batches WHERE batch_id IN ({', '.join('?' * len(ids))})", ids)}
             c.executemany(
                 "INSERT INTO batches(batch_id, n_events, bytes, status) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(batch_id) DO UPDATE SET status=excluded.status", batch_rows)
-            c.executemany(
-                f"INSERT INTO events({', '.join(_EVENT_COLS)}, batch_id) VALUES ({placeholders}) "
-                "ON CONFLICT(uuid) DO UPDATE SET batch_id=excluded.batch_id", event_rows)
+            for b in bodies:
+                if b.batch_id in known:
+                    continue
+                rows = _event_rows(b)
+                if self._resumed:
+                    c.executemany("DELETE FROM event_rows WHERE uuid = ?", [(r[0],) for r in rows])
+                c.executemany(f"INSERT INTO event_rows({', '.join(_EVENT_COLS)}, batch_id) VALUES ({placeholders})",
+                              rows)
+                known.add(b.batch_id)
 
         self._write(f"{len(bodies)} batch(es) as {status}", fn)
 
     def finish(self, results: Iterable[BatchResult]) -> None:
-        """Record the outcome of bodies: batch, events and requests in one transaction."""
+        """Record the outcome of bodies (their events follow): batches and requests in one transaction."""
         results = list(results)
         if not results:
             return
         batch_rows = [(r.status, r.attempts, r.last_status, r.last_error, r.batch_id) for r in results]
-        # an interrupted body stays in_flight (resume resends it); its events stay pending
-        event_rows = [("pending" if r.status == "in_flight" else r.status, *row[1:]) for r, row in zip(results, batch_rows, strict=True)]
         req_rows = [(q.batch_id, q.attempt, _iso(q.started_at), q.latency_ms, q.bytes, q.status, q.error)
                     for r in results for q in r.requests]
 
         def fn(c: sqlite3.Connection) -> None:
+            # an interrupted body stays in_flight (resume resends it); its events read as pending
             c.executemany("UPDATE batches SET status=?, attempts=attempts+?, last_status=?, last_error=? "
                           "WHERE batch_id=?", batch_rows)
-            c.executemany("UPDATE events SET status=?, attempts=attempts+?, last_status=?, last_error=? "
-                          "WHERE batch_id=?", event_rows)
             c.executemany("INSERT INTO requests(batch_id, attempt, started_at, latency_ms, bytes, status, error) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?)", req_rows)
 
@@ -374,8 +395,10 @@ def read_ledger(path: str | Path) -> LedgerFrames:
     try:
         run = dict(conn.execute("SELECT key, value FROM run").fetchall())
         frames = {}
+        kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'events'").fetchone()
+        events_order = "seq" if kind and kind[0] == "view" else "rowid"  # a table in older ledgers
         for table, schema in (("events", LEDGER_EVENTS), ("batches", LEDGER_BATCHES), ("requests", LEDGER_REQUESTS)):
-            order = "id" if table == "requests" else "rowid"
+            order = {"events": events_order, "batches": "rowid", "requests": "id"}[table]
             raw = pd.read_sql_query(f"SELECT {', '.join(schema)} FROM {table} ORDER BY {order}", conn)
             frames[table] = _typed(raw, schema)
     except (sqlite3.Error, pd.errors.DatabaseError) as exc:

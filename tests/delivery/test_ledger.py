@@ -1,0 +1,87 @@
+"""The ledger's own contract: event rows written once, their status read through their batch; a
+resumed run with other bodies moves events instead of doubling them; older ledgers stay readable."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from tests.delivery.conftest import make_bodies, make_events
+from toolkit.errors import LedgerError
+from toolkit.ledger import LEDGER_EVENTS, BatchResult, Ledger, RequestRecord, read_ledger
+
+
+def _result(body, status, code, attempts=1):
+    from datetime import UTC, datetime
+
+    reqs = tuple(RequestRecord(body.batch_id, i + 1, datetime.now(UTC), 1.0, body.size, code, None)
+                 for i in range(attempts))
+    return BatchResult(body.batch_id, status, attempts, code, None if status == "delivered" else f"HTTP {code}", reqs)
+
+
+def test_events_follow_their_batch_through_every_status(tmp_path):
+    bodies = make_bodies(make_events(60), max_bytes=2_000)
+    path = tmp_path / "l.sqlite"
+    with Ledger.create(path) as book:
+        book.begin(bodies[:3])
+        assert set(read_ledger(path).events["status"]) == {"pending"}  # in flight reads as pending
+        book.finish([_result(bodies[0], "delivered", 204), _result(bodies[1], "failed", 503, attempts=3)])
+        book.begin(bodies[0:1])  # recording a body twice adds no event rows
+        book.finish([_result(bodies[0], "delivered", 204)])
+        summary = book.summary()
+    led = read_ledger(path)
+    assert len(led.events) == sum(b.n_events for b in bodies[:3])
+    by_batch = led.events.groupby("batch_id")
+    st = by_batch["status"].unique().map(list).to_dict()
+    assert st == {bodies[0].batch_id: ["delivered"], bodies[1].batch_id: ["failed"], bodies[2].batch_id: ["pending"]}
+    assert by_batch["attempts"].first().to_dict() == {bodies[0].batch_id: 2, bodies[1].batch_id: 3,
+                                                      bodies[2].batch_id: 0}
+    failed = led.events[led.events["batch_id"] == bodies[1].batch_id]
+    assert (failed["last_status"] == 503).all() and (failed["last_error"] == "HTTP 503").all()
+    assert summary["delivered"] == bodies[0].n_events and summary["pending"] == bodies[2].n_events
+    assert list(led.events.columns) == list(LEDGER_EVENTS)
+    # in body order, as recorded
+    assert led.events["uuid"].tolist() == [u for b in bodies[:3] for u in b.events["uuid"]]
+
+
+def test_a_resumed_run_with_other_bodies_moves_events_instead_of_doubling_them(tmp_path):
+    events = make_events(200, visitors=20)
+    small, large = make_bodies(events, max_bytes=2_000), make_bodies(events, max_bytes=8_000)
+    assert {b.batch_id for b in small}.isdisjoint(b.batch_id for b in large)
+    path = tmp_path / "l.sqlite"
+    with Ledger.create(path) as book:
+        book.begin(small)
+        book.finish([_result(b, "delivered", 204) for b in small[:2]])
+    with Ledger.open(path) as book:
+        book.begin(large)
+    led = read_ledger(path)
+    assert len(led.events) == len(events) and led.events["uuid"].is_unique
+    carried = {u: b.batch_id for b in large for u in b.events["uuid"]}
+    assert led.events.set_index("uuid")["batch_id"].to_dict() == carried
+
+
+def test_an_older_ledger_is_read_but_not_resumed(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:  # the layout of earlier versions: status stored per event
+        conn.executescript("""
+            CREATE TABLE run (key TEXT PRIMARY KEY, value TEXT);
+            CREATE TABLE events (uuid TEXT PRIMARY KEY, kind TEXT, key TEXT, entity_id TEXT, visitor_id TEXT,
+                timestamp INTEGER, revenue INTEGER, value REAL, campaign_id TEXT, experiment_id TEXT,
+                variation_id TEXT, synthesized INTEGER, source_event_id TEXT, batch_id TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+                last_status INTEGER, last_error TEXT);
+            CREATE TABLE batches (batch_id TEXT PRIMARY KEY, n_events INTEGER NOT NULL, bytes INTEGER NOT NULL,
+                status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_status INTEGER, last_error TEXT);
+            CREATE TABLE requests (id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL,
+                attempt INTEGER NOT NULL, started_at TEXT NOT NULL, latency_ms REAL, bytes INTEGER NOT NULL,
+                status INTEGER, error TEXT);
+            INSERT INTO run VALUES ('run_id', 'r1');
+            INSERT INTO batches VALUES ('b1', 1, 10, 'delivered', 1, 204, NULL);
+            INSERT INTO events(uuid, kind, batch_id, status, attempts, last_status)
+                VALUES ('u1', 'conversion', 'b1', 'delivered', 1, 204);
+        """)
+    led = read_ledger(path)
+    assert led.events[["uuid", "status", "attempts"]].values.tolist() == [["u1", "delivered", 1]]
+    with pytest.raises(LedgerError, match="older toolkit version"):
+        Ledger.open(path)
