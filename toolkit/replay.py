@@ -3,11 +3,16 @@
 The library form of ``toolkit replay`` for notebooks and the pipeline: one call from an EVENTS
 frame to a :class:`toolkit.delivery.DeliveryReport`, with the ledger's run info filled in (no
 secrets: the endpoint and datafile source are masked).
+
+Streaming: given an iterable of EVENTS frames instead (e.g. the chunks of
+:func:`toolkit.map_export.iter_mapped`), bodies are built per frame and sent while the next frames
+are produced, so an export is never held whole. Bodies then depend on where the frames are cut: a
+resumed run must be given the same frames (the same ``chunk_rows``) to rebuild the same bodies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +44,7 @@ class ReplayOutcome:
 
 
 def replay(
-    events: pd.DataFrame,
+    events: pd.DataFrame | Iterable[pd.DataFrame],
     *,
     config: IntegrationConfig,
     datafile: Datafile,
@@ -56,7 +61,8 @@ def replay(
     progress: bool = True,
     run_info: Mapping[str, Any] | None = None,
 ) -> ReplayOutcome:
-    """Deliver ``events`` (EVENTS) to ``endpoint`` (default: the config's region endpoint).
+    """Deliver ``events`` (EVENTS, or an iterable of EVENTS frames: bodies are built per frame)
+    to ``endpoint`` (default: the config's region endpoint).
 
     ``ledger``: a path for a new ledger (its run info is filled in here), or a
     :class:`toolkit.ledger.Ledger` already created or opened with ``Ledger.open`` to resume a run
@@ -85,13 +91,19 @@ def replay(
         }
         book, own = Ledger.create(Path(ledger), info), True
     try:
-        bodies = iter_bodies(events, account_id=config.account_id, project_id=config.project_id,
-                             revision=revision or datafile.revision, anonymize_ip=datafile.anonymize_ip,
-                             bot_filtering=datafile.bot_filtering, max_bytes=max_body_bytes or DEFAULT_MAX_BYTES,
-                             on_reject=on_reject)
-        report = deliver(bodies, endpoint=target, ledger=book, strict=strict, concurrency=concurrency,
+        frames = [events] if isinstance(events, pd.DataFrame) else events
+
+        def bodies() -> Iterator:
+            for frame in frames:
+                yield from iter_bodies(frame, account_id=config.account_id, project_id=config.project_id,
+                                       revision=revision or datafile.revision, anonymize_ip=datafile.anonymize_ip,
+                                       bot_filtering=datafile.bot_filtering,
+                                       max_bytes=max_body_bytes or DEFAULT_MAX_BYTES, on_reject=on_reject)
+
+        total = len(events) if isinstance(events, pd.DataFrame) else None
+        report = deliver(bodies(), endpoint=target, ledger=book, strict=strict, concurrency=concurrency,
                          max_rps=max_rps, timeout=timeout, retry=RetryPolicy(max_attempts=max_attempts),
-                         dry_run=dry_run, progress=progress, total_events=len(events))
+                         dry_run=dry_run, progress=progress, total_events=total)
     finally:
         if own:
             book.close()

@@ -183,3 +183,65 @@ def test_replay_maps_an_export_then_delivers(tmp_path, monkeypatch, capsys):
     led = read_ledger(tmp_path / "l.sqlite")
     assert set(led.events["kind"]) == {"conversion"} and led.run["decisions"] == "none"
     assert set(server.uuid_counts()) == set(led.events["uuid"])
+
+
+def _sample_args(tmp_path, server, ledger, *extra):
+    from toolkit.sample import generate_sample
+
+    s = tmp_path / "s"
+    if not s.exists():
+        generate_sample(s, events=600, seed=11)
+    return ["replay", "--export", str(s / "export.jsonl"), "--config", str(s / "config.json"),
+            "--datafile", str(s / "datafile.json"), "--endpoint", server.url, "--ledger", str(ledger),
+            "--no-progress", "--max-body-bytes", "6000", *extra]
+
+
+def _sample_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTIMIZELY_SDK_KEY", json.loads((tmp_path / "s" / "config.json").read_text())["config"]["sdk_key"])
+
+
+def test_streamed_export_sends_what_the_whole_export_maps_and_resumes_with_the_same_bodies(tmp_path, monkeypatch,
+                                                                                           capsys):
+    from toolkit.datafile import load_datafile
+    from toolkit.mapping import map_export
+    from toolkit.payload import iter_bodies
+
+    ledger = tmp_path / "l.sqlite"
+    # 8 bodies delivered, then the endpoint fails: the run stops with bodies failed (1 attempt each)
+    with EventServer(script=[Reply(204)] * 8, default=Reply(503)) as server:
+        args = _sample_args(tmp_path, server, ledger, "--chunk-rows", "150", "--max-attempts", "1",
+                            "--concurrency", "1")
+        _sample_key(tmp_path, monkeypatch)
+        assert main(args) == 1
+        first = {rec.batch_id: rec.data for rec in server.received}
+    whole = map_export(tmp_path / "s" / "export.jsonl", load_datafile(str(tmp_path / "s" / "datafile.json")),
+                       progress=False)
+    s = whole.summary
+    assert capsys.readouterr().out.startswith(f"replay: mapped {s.rows_in} rows ({s.mapped} mapped, {s.skipped} "
+                                              f"skipped, {s.quarantined} quarantined); {s.mapped} events in ")
+    led = read_ledger(ledger)
+    assert led.run["chunk_rows"] == "150"
+    failed = set(led.batches.loc[led.batches["status"] == "failed", "batch_id"])
+    assert len(failed) == len(first) - 8 and failed <= set(first)
+    # every mapped event is in the ledger, once: streaming sends what mapping the whole export gives
+    assert sorted(led.events["uuid"]) == sorted(whole.events["uuid"])
+    # bodies were cut per chunk of 150 rows: more bodies than the whole export needs at this cap
+    assert len(led.batches) > len(list(iter_bodies(whole.events, account_id="1", project_id="1", revision="1",
+                                                   max_bytes=6000)))
+    # --resume without --chunk-rows rebuilds the same bodies: only the failed ones go again, byte for byte
+    with EventServer() as server:
+        assert main([*_sample_args(tmp_path, server, ledger), "--resume"]) == 0
+        again = {rec.batch_id: rec.data for rec in server.received}
+    assert set(again) == failed and all(first[b] == again[b] for b in again)
+    assert set(read_ledger(ledger).events["status"]) == {"delivered"}
+
+
+def test_bucket_decisions_map_the_whole_export_first(tmp_path, monkeypatch, capsys):
+    with EventServer() as server:
+        args = _sample_args(tmp_path, server, tmp_path / "l.sqlite", "--decisions", "bucket", "--chunk-rows", "150")
+        _sample_key(tmp_path, monkeypatch)
+        assert main(args) == 0
+    led = read_ledger(tmp_path / "l.sqlite")
+    assert "chunk_rows" not in led.run and led.run["decisions"] == "bucket"  # a resume maps it whole too
+    assert led.events["synthesized"].any()  # bucketing saw every event
+    assert set(server.uuid_counts()) == set(led.events["uuid"])

@@ -1,5 +1,9 @@
 """``toolkit replay``: map an export (or take mapped events), build Event API bodies and deliver
-them with retries, recording every event in a SQLite ledger; ``--resume`` continues a run."""
+them with retries, recording every event in a SQLite ledger; ``--resume`` continues a run.
+
+An export is streamed: mapped ``--chunk-rows`` rows at a time, each chunk's bodies built and sent
+while the next chunk is mapped, so memory does not grow with the export. ``--decisions bucket``
+needs every event before bucketing, so it maps the whole export first."""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ from .common import add_config_args, add_datafile_args, add_mapping_args, config
 ORDER = 50
 
 # Body-shaping options: a resumed run must rebuild the same bodies, so their values are kept in the
-# ledger and reused when the flag is not given again.
-_SHAPING = {"decisions": "export", "identity": "user_or_anonymous", "max_body_bytes": None}
+# ledger and reused when the flag is not given again. chunk_rows None: bodies built from all events.
+_SHAPING = {"decisions": "export", "identity": "user_or_anonymous", "max_body_bytes": None, "chunk_rows": None}
+_INTS = ("max_body_bytes", "chunk_rows")
+CHUNK_ROWS = 200_000  # export rows mapped, built into bodies and sent at a time
 
 
 def _positive(kind):
@@ -59,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     m = p.add_argument_group("mapping (with --export)")
     add_mapping_args(m, defaults=False)
+    m.add_argument("--chunk-rows", type=_positive(int), metavar="N",
+                   help=f"export rows mapped and sent at a time (default {CHUNK_ROWS:,}; bodies depend on it, "
+                   "so --resume reuses the run's value); --decisions bucket maps the whole export first")
     p.set_defaults(func=run)
 
 
@@ -85,7 +94,7 @@ def _open_ledger(args: argparse.Namespace, cfg, df):
                                   f"{mine}; resume with the same config, or start a new run with another --ledger")
         for key, default in _SHAPING.items():
             if getattr(args, key) is None and info.get(key) not in (None, "None"):
-                setattr(args, key, int(info[key]) if key == "max_body_bytes" else info[key])
+                setattr(args, key, int(info[key]) if key in _INTS else info[key])
             elif getattr(args, key) is None:
                 setattr(args, key, default)
         book.set_run({"resumed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -94,6 +103,8 @@ def _open_ledger(args: argparse.Namespace, cfg, df):
     for key, default in _SHAPING.items():
         if getattr(args, key) is None:
             setattr(args, key, default)
+    streaming = bool(args.export) and args.decisions != "bucket"
+    args.chunk_rows = (args.chunk_rows or CHUNK_ROWS) if streaming else None
     path = Path(args.ledger) if args.ledger else \
         Path("reports") / "ledgers" / f"replay-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.sqlite"
     source = args.datafile or cfg.datafile_url_masked
@@ -111,22 +122,39 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _load_events(args: argparse.Namespace, df):
+    """The events to send (a frame, or a generator of mapped chunks when the export is streamed) and
+    a function giving the mapping note of the summary line once they have been consumed."""
     if args.events:
         from ..events_io import read_events_jsonl
 
-        return read_events_jsonl(args.events), ""
-    from ..mapping import map_export
+        return read_events_jsonl(args.events), lambda: ""
+    from ..blueprint import load_blueprint
 
-    blueprint = None
-    if args.blueprint:
-        from ..blueprint import load_blueprint
+    blueprint = load_blueprint(args.blueprint) if args.blueprint else None
+    if args.chunk_rows is None:  # the whole export first (--decisions bucket, or a run that did so)
+        from ..mapping import map_export
 
-        blueprint = load_blueprint(args.blueprint)
-    out = map_export(args.export, df, blueprint=blueprint, identity=args.identity, decisions=args.decisions,
-                     fmt=args.fmt, progress=_progress(args))
-    s = out.summary
-    note = f"mapped {s.rows_in} rows ({s.mapped} mapped, {s.skipped} skipped, {s.quarantined} quarantined); "
-    return out.events, note
+        out = map_export(args.export, df, blueprint=blueprint, identity=args.identity, decisions=args.decisions,
+                         fmt=args.fmt, progress=_progress(args))
+        s = out.summary
+        return out.events, lambda: _note(s.rows_in, s.mapped, s.skipped, s.quarantined)
+    from ..map_export import iter_mapped
+
+    counts = [0, 0, 0, 0]  # rows in, mapped, skipped, quarantined
+
+    def frames():
+        for mc in iter_mapped(args.export, df, blueprint=blueprint or load_blueprint(), identity=args.identity,
+                              decisions=args.decisions, fmt=args.fmt, progress=_progress(args),
+                              chunk_rows=args.chunk_rows):
+            for i, n in enumerate((mc.rows_in, len(mc.events), sum(mc.skipped.values()), len(mc.quarantine))):
+                counts[i] += n
+            yield mc.events
+
+    return frames(), lambda: _note(*counts)
+
+
+def _note(rows_in: int, mapped: int, skipped: int, quarantined: int) -> str:
+    return f"mapped {rows_in} rows ({mapped} mapped, {skipped} skipped, {quarantined} quarantined); "
 
 
 def run(args: argparse.Namespace, redactor: Redactor) -> int:
@@ -145,5 +173,5 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
                          max_body_bytes=args.max_body_bytes, progress=_progress(args))
     finally:
         book.close()
-    print(redactor.clean(f"replay: {note}{outcome.summary_line()}"), file=sys.stdout)
+    print(redactor.clean(f"replay: {note()}{outcome.summary_line()}"), file=sys.stdout)
     return outcome.exit_code

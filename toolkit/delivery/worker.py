@@ -203,6 +203,17 @@ def deliver(
             bar.update(n)
         bar.set_postfix(delivered=t.delivered, retried=t.retried, failed=t.failed + t.rejected, refresh=False)
 
+    def done_now() -> list[Future[BatchResult]]:
+        return [f for f in pending if f.done()]
+
+    def collect(futures, *, wait_first: bool) -> None:
+        done = wait(futures, return_when=FIRST_COMPLETED)[0] if wait_first else futures
+        if done:
+            results = [f.result() for f in done]
+            for f in done:
+                del pending[f]
+            settle(results, n_events)
+
     window = concurrency * 2
     pending: dict[Future[BatchResult], Body] = {}
     n_events: dict[str, int] = {}
@@ -212,9 +223,10 @@ def deliver(
     try:
         sender = None if dry_run else _Sender(transport, endpoint, headers, timeout, retry, limiter, stop, seed)  # type: ignore[arg-type]
         while True:
-            fresh: list[Body] = []
-            local: list[BatchResult] = []
-            while not exhausted and len(pending) + len(fresh) < window:
+            # each body is committed (in_flight, or pending in a dry run) and handed to the pool as
+            # soon as it is built: bodies come from a generator that may be mapping the export, so
+            # a built body never waits for the next ones
+            while not exhausted and len(pending) < window:
                 body = next(it, None)
                 if body is None:
                     exhausted = True
@@ -228,30 +240,21 @@ def deliver(
                     continue
                 n_events[body.batch_id] = body.n_events
                 if body.size > max_bytes:
-                    local.append(_too_big(body, max_bytes))
                     book.begin([body], status="pending")
+                    settle([_too_big(body, max_bytes)], n_events)
+                elif dry_run:
+                    book.begin([body], status="pending")
+                    t.pending += n_events.pop(body.batch_id)
+                    bar.update(body.n_events)
                 else:
-                    fresh.append(body)
-            if local:
-                settle(local, n_events)
-            if fresh and dry_run:
-                book.begin(fresh, status="pending")
-                for b in fresh:
-                    t.pending += n_events.pop(b.batch_id)
-                    bar.update(b.n_events)
-            elif fresh:
-                book.begin(fresh)  # committed as in_flight before any byte is sent
-                for b in fresh:
-                    pending[pool.submit(sender, b)] = b  # type: ignore[arg-type]
+                    book.begin([body])  # committed as in_flight before any byte is sent
+                    pending[pool.submit(sender, body)] = body  # type: ignore[arg-type]
+                collect(done_now(), wait_first=False)  # outcomes recorded while the next bodies are built
             if not pending:
                 if exhausted:
                     break
                 continue
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            results = [f.result() for f in done]
-            for f in done:
-                del pending[f]
-            settle(results, n_events)
+            collect(pending, wait_first=True)
         book.set_run({"finished_at": datetime.now(UTC).isoformat(timespec="milliseconds")})
     except BaseException:
         # Interrupted (Ctrl-C, a ledger write failure, a bug): stop retrying, let running requests
