@@ -33,6 +33,7 @@ _STAGE_BODY = (f"INSERT INTO bodies ({', '.join(BODY_COLUMNS)}, decisions_from, 
 
 def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
+    db.execute("PRAGMA page_size=16384")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     return db
