@@ -1,22 +1,34 @@
-"""Replay throughput: the toolkit end to end vs the optimizely-sdk path vs the sink's ceiling.
+"""Replay throughput: the toolkit end to end vs the optimizely-sdk path vs the sink's ceiling; and
+the peak memory of ``toolkit replay --dry-run``.
 
-All three post to the same minimal local sink (its own process), in one run:
+All three throughput paths post to the same minimal local sink (its own process), in one run:
 
-- toolkit: map the export + build bodies + ``deliver`` (concurrency 8, SQLite ledger), events/s
-  over the whole of it;
+- toolkit: the product path, ``toolkit replay --export ... --endpoint SINK`` in a subprocess (load,
+  map, build bodies and send, streamed chunk by chunk, concurrency 8, SQLite ledger), events/s
+  over the whole command, interpreter start included; its CPU time (the command and its
+  children) is recorded too, the steadier figure on a shared machine;
 - optimizely-sdk: ``UserEventFactory`` conversion events, grouped 10 per ``EventFactory`` log event
   (the BatchEventProcessor default), each sent by the SDK's ``EventDispatcher``;
 - ceiling: the toolkit's pre-serialized bodies posted as fast as possible (8 threads, keep-alive,
   no mapping, no ledger).
 
-Target (issue 5): toolkit >= 20x the SDK path. ``make bench`` runs it with 1M events;
-``tests/delivery/test_bench_replay_small.py`` runs it tiny so it cannot rot.
+Memory (issue 10 row 6): peak RSS, summed over the process tree (mapping workers included) and
+sampled with psutil, of ``toolkit replay --dry-run`` on generated exports of 1M and 10M rows.
+
+Targets: toolkit >= 20x the SDK path (issue 5); peak RSS <= 2 GB and growing < 25% from 1M to 10M
+rows. Sizes: ``BENCH_REPLAY_EVENTS`` (export rows, default 1000000), ``BENCH_REPLAY_MEMORY_ROWS``
+("1000000,10000000"; empty to skip). ``tests/delivery/test_bench_replay_small.py`` runs it tiny.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import resource
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,13 +41,18 @@ from tests.delivery.sink import Sink
 
 N_EVENTS = int(os.environ.get("BENCH_REPLAY_EVENTS", "1000000"))  # rows of the generated export
 SDK_EVENTS = 20_000  # the SDK path is measured on a slice: it is ~two orders of magnitude slower
+MEMORY_ROWS = tuple(int(x) for x in os.environ.get("BENCH_REPLAY_MEMORY_ROWS", "1000000,10000000").split(",") if x)
 TARGET = 20.0
+RSS_LIMIT_MB = 2048.0
+RSS_GROWTH = 0.25
+KEY = "BenchReplaySdkKey"  # the toolkit reads the SDK key from the environment
 
 
 @dataclass(frozen=True)
 class ReplayBench:
     events: int  # events the toolkit sent
-    toolkit_seconds: float
+    toolkit_seconds: float  # wall time of the `toolkit replay` command
+    toolkit_cpu: float  # CPU time of the command and its children (mapping workers)
     toolkit_eps: float
     sdk_events: int
     sdk_eps: float
@@ -54,8 +71,8 @@ class ReplayBench:
 
     def lines(self) -> list[str]:
         return [
-            f"toolkit end to end (map + build + send): {self.events:,} events in {self.toolkit_seconds:.1f} s "
-            f"= {self.toolkit_eps:,.0f} events/s",
+            f"toolkit replay end to end (load + map + build + send + ledger): {self.events:,} events in "
+            f"{self.toolkit_seconds:.1f} s (CPU {self.toolkit_cpu:.1f} s) = {self.toolkit_eps:,.0f} events/s",
             f"optimizely-sdk path (EventFactory x10 + EventDispatcher): {self.sdk_eps:,.0f} events/s "
             f"({self.sdk_events:,} events)",
             f"sink ceiling (pre-serialized bodies, 8 threads): {self.ceiling_eps:,.0f} events/s",
@@ -104,10 +121,31 @@ def _ceiling(bodies, url: str, concurrency: int = 8) -> float:
     return sum(b.n_events for b in bodies) / seconds
 
 
+def _install(folder: Path, datafile) -> Path:
+    """An install config for the datafile's account and project (the SDK key comes from the env)."""
+    path = folder / "install.json"
+    path.write_text(json.dumps({"config": {"account_id": datafile.account_id, "project_id": datafile.project_id}}))
+    return path
+
+
+def _replay_cmd(export: Path, datafile: Path, install: Path, ledger: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "toolkit", "replay", "--export", str(export), "--datafile", str(datafile),
+            "--config", str(install), "--ledger", str(ledger), "--no-progress", *extra]
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, OPTIMIZELY_SDK_KEY=KEY)
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_replay_bench(work_dir: Path, *, events: int = N_EVENTS, sdk_events: int = SDK_EVENTS,
                      concurrency: int = 8) -> ReplayBench:
     from toolkit.datafile import load_datafile
-    from toolkit.delivery import deliver
+    from toolkit.ledger import read_ledger
     from toolkit.mapping import map_export
     from toolkit.payload import iter_bodies
     from toolkit.sample import generate_sample
@@ -115,21 +153,23 @@ def run_replay_bench(work_dir: Path, *, events: int = N_EVENTS, sdk_events: int 
     sample = Path(work_dir) / "sample"
     generate_sample(sample, events=events, seed=7)
     datafile = load_datafile(str(sample / "datafile.json"))
-
-    def bodies_of(frame):
-        return iter_bodies(frame, account_id=datafile.account_id, project_id=datafile.project_id,
-                           revision=datafile.revision, anonymize_ip=datafile.anonymize_ip,
-                           bot_filtering=datafile.bot_filtering)
+    ledger = Path(work_dir) / "bench.sqlite"
+    cmd = _replay_cmd(sample / "export.jsonl", sample / "datafile.json", _install(sample, datafile), ledger,
+                      "--concurrency", str(concurrency))
 
     with Sink() as sink:
-        t0 = time.perf_counter()
-        mapped = map_export(sample / "export.jsonl", datafile, progress=False)
-        report = deliver(bodies_of(mapped.events), endpoint=sink.url, ledger=Path(work_dir) / "bench.sqlite",
-                         concurrency=concurrency, progress=False)
-        toolkit_seconds = time.perf_counter() - t0
-        assert report.exit_code == 0, report.summary_line()
+        c0, t0 = _children_cpu(), time.perf_counter()
+        done = subprocess.run([*cmd, "--endpoint", sink.url], env=_env(), capture_output=True, text=True)
+        toolkit_seconds, toolkit_cpu = time.perf_counter() - t0, _children_cpu() - c0
+        assert done.returncode == 0, done.stderr[-2000:]
+        led = read_ledger(ledger)
+        sent, delivered = len(led.events), int(led.events["status"].eq("delivered").sum())
 
-        prebuilt = list(bodies_of(mapped.events))
+        # the ceiling and the SDK slice need the mapped events and bodies: built here, not timed
+        mapped = map_export(sample / "export.jsonl", datafile, progress=False)
+        prebuilt = list(iter_bodies(mapped.events, account_id=datafile.account_id, project_id=datafile.project_id,
+                                    revision=datafile.revision, anonymize_ip=datafile.anonymize_ip,
+                                    bot_filtering=datafile.bot_filtering))
         ceiling = _ceiling(prebuilt, sink.url, concurrency)
 
         conv = mapped.events[mapped.events["kind"] == "conversion"].head(sdk_events)
@@ -137,25 +177,90 @@ def run_replay_bench(work_dir: Path, *, events: int = N_EVENTS, sdk_events: int 
         counted = sink.stats()["events"]
 
     return ReplayBench(
-        events=report.events_total, toolkit_seconds=toolkit_seconds,
-        toolkit_eps=report.events_total / toolkit_seconds, sdk_events=len(conv), sdk_eps=sdk_eps,
-        ceiling_eps=ceiling, sink_events=counted,
-        expected_sink_events=report.events_total + sum(b.n_events for b in prebuilt) + len(conv),
-        delivered=report.delivered,
+        events=sent, toolkit_seconds=toolkit_seconds, toolkit_cpu=toolkit_cpu, toolkit_eps=sent / toolkit_seconds,
+        sdk_events=len(conv), sdk_eps=sdk_eps, ceiling_eps=ceiling, sink_events=counted,
+        expected_sink_events=sent + sum(b.n_events for b in prebuilt) + len(conv), delivered=delivered,
     )
 
 
+def peak_rss_tree(cmd: list[str], env: dict[str, str], *, interval: float = 0.05) -> tuple[float, float]:
+    """(peak RSS in MB summed over the command's process tree, seconds), sampled with psutil."""
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        total = 0
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for p in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):  # a worker that ended since the listing
+                total += p.memory_info().rss
+        peak = max(peak, total)
+        time.sleep(interval)
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[2:4])} exited {proc.returncode}: {err.decode()[-500:]}")
+    return peak / 2**20, time.perf_counter() - t0
+
+
+def run_replay_memory_bench(tmp: Path, sizes: tuple[int, ...] = MEMORY_ROWS) -> dict[int, tuple[float, float]]:
+    """rows -> (peak RSS MB, seconds) of ``toolkit replay --dry-run`` (exports and ledgers made here,
+    deleted after)."""
+    from tests.benchmarks.bench_map import write_export
+    from tests.conftest import FIXTURES
+    from toolkit.datafile import load_datafile
+
+    datafile = FIXTURES / "datafile.json"
+    install = _install(tmp, load_datafile(str(datafile)))
+    out = {}
+    for rows in sizes:
+        export = write_export(tmp / f"replay-mem-{rows}.jsonl", rows)
+        ledger = tmp / f"replay-mem-{rows}.sqlite"
+        try:
+            out[rows] = peak_rss_tree(_replay_cmd(export, datafile, install, ledger, "--dry-run"), _env())
+        finally:
+            for f in (export, *tmp.glob(f"{ledger.name}*")):
+                f.unlink(missing_ok=True)
+    return out
+
+
 @pytest.mark.bench
-@pytest.mark.timeout(3600)  # generating and mapping 1M rows takes minutes on a laptop
-def test_bench_replay(tmp_path, bench):
+@pytest.mark.timeout(7200)  # generating 1M rows and the 10M-row memory run take a while on a laptop
+def test_bench_replay(tmp_path, bench, request):
     from tests.benchmarks.harness import BenchRow
 
-    result = run_replay_bench(tmp_path)
+    tiny = request.config.getoption("--bench-scale") == "tiny"
+    n = 2_000 if tiny else N_EVENTS
+    result = run_replay_bench(tmp_path, events=n, sdk_events=200 if tiny else SDK_EVENTS)
     for line in result.lines():
         print(line)
     assert result.sink_events == result.expected_sink_events and result.delivered == result.events
-    bench.add(BenchRow(f"replay {N_EVENTS:,} export rows end to end vs optimizely-sdk", result.toolkit_eps, result.sdk_eps,
-                           "events/s", "optimizely-sdk EventFactory x10 + EventDispatcher, same sink",
-                           f">= {TARGET:g}x", result.vs_sdk >= TARGET,
-                           notes=f"sink ceiling {result.ceiling_eps:,.0f} events/s "
-                                 f"(toolkit at {result.vs_ceiling:.0%} of it)"))
+    bench.add(BenchRow(f"replay {n:,} export rows end to end vs optimizely-sdk", result.toolkit_eps, result.sdk_eps,
+                       "events/s", "optimizely-sdk EventFactory x10 + EventDispatcher, same sink",
+                       f">= {TARGET:g}x", result.vs_sdk >= TARGET,
+                       notes=f"`toolkit replay` command; CPU {result.toolkit_cpu:.1f} s for {result.toolkit_seconds:.1f} s "
+                             f"wall; sink ceiling {result.ceiling_eps:,.0f} events/s "
+                             f"(toolkit at {result.vs_ceiling:.0%} of it)",
+                       extra={"events": result.events, "seconds": result.toolkit_seconds, "cpu_s": result.toolkit_cpu,
+                              "ceiling_eps": result.ceiling_eps}))
+    sizes = (2_000, 20_000) if tiny else MEMORY_ROWS
+    if not sizes:
+        return
+    rss = run_replay_memory_bench(tmp_path, sizes)
+    for rows, (peak, seconds) in rss.items():
+        print(f"toolkit replay --dry-run {rows:,} rows: peak RSS {peak:,.0f} MB (process tree) in {seconds:.0f} s")
+        bench.add(BenchRow(name=f"toolkit replay --dry-run peak RSS, {rows:,} rows", toolkit=peak, anchor=None,
+                           unit="MB", anchor_name="", target=f"<= {RSS_LIMIT_MB:,.0f} MB", met=peak <= RSS_LIMIT_MB,
+                           notes="summed over the process tree", extra={"seconds": seconds}))
+    if len(rss) >= 2:
+        (small, (p_small, _)), (large, (p_large, _)) = min(rss.items()), max(rss.items())
+        growth = p_large / p_small - 1
+        print(f"replay peak RSS growth {small:,} -> {large:,} rows: {growth:+.0%} (target < {RSS_GROWTH:.0%})")
+        bench.add(BenchRow(name=f"toolkit replay RSS growth {small:,} -> {large:,}", toolkit=growth * 100,
+                           anchor=None, unit="%", anchor_name="", target=f"< {RSS_GROWTH:.0%}",
+                           met=growth < RSS_GROWTH, notes=f"{p_small:,.0f} MB -> {p_large:,.0f} MB"))

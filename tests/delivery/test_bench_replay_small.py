@@ -3,7 +3,7 @@ figures belong to `make bench`)."""
 
 from __future__ import annotations
 
-from tests.benchmarks.bench_replay import run_replay_bench
+from tests.benchmarks.bench_replay import run_replay_bench, run_replay_memory_bench
 from toolkit.ledger import read_ledger
 
 
@@ -13,6 +13,14 @@ def test_replay_benchmark_runs_end_to_end_at_tiny_size(tmp_path):
     assert result.sdk_events == 50
     # the sink saw exactly what the three paths sent: nothing lost, nothing invented
     assert result.sink_events == result.expected_sink_events
-    assert min(result.toolkit_eps, result.sdk_eps, result.ceiling_eps) > 0
+    assert min(result.toolkit_eps, result.sdk_eps, result.ceiling_eps) > 0 and result.toolkit_cpu > 0
     assert len(result.lines()) == 4 and "x (target >= 20x)" in result.lines()[3]
-    assert set(read_ledger(tmp_path / "bench.sqlite").events["status"]) == {"delivered"}
+    led = read_ledger(tmp_path / "bench.sqlite")
+    assert set(led.events["status"]) == {"delivered"}
+    assert led.run["chunk_rows"] == "200000"  # the product path: `toolkit replay --export`, streamed
+
+
+def test_memory_benchmark_samples_the_replay_dry_run(tmp_path):
+    (peak, seconds), = run_replay_memory_bench(tmp_path, (300,)).values()
+    assert 20 < peak < 2048 and seconds > 0  # a Python process with pandas loaded, far under the limit
+    assert not list(tmp_path.glob("replay-mem-300*"))  # the generated export and its ledger are removed
