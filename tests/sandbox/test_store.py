@@ -14,6 +14,7 @@ import pytest
 from toolkit.datafile import load_datafile
 from toolkit.sandbox import Catalog, Store, attribute, check_body
 from toolkit.sandbox.ingest import Rows, gc_paused
+from toolkit.sandbox.schema import PARTS
 from toolkit.sandbox.store import INBOX_NAME
 
 from .bodies import CONTROL, TREATMENT, body, conversion, decision, visitor
@@ -26,9 +27,10 @@ def catalog() -> Catalog:
 
 
 def _inbox_rows(data_dir) -> int:
+    """Rows in the inbox: events in both sets of tables, and bodies."""
+    tables = ["bodies", *(t for part in PARTS for t in part)]
     with sqlite3.connect(data_dir / INBOX_NAME) as db:
-        return db.execute("SELECT (SELECT COUNT(*) FROM decisions) + (SELECT COUNT(*) FROM conversions)"
-                          " + (SELECT COUNT(*) FROM bodies)").fetchone()[0]
+        return sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables)
 
 
 def _parsed(catalog, *visitors, received_at=1.0):
@@ -180,5 +182,52 @@ def test_background_settling_while_appending(tmp_path, catalog):
         sent += p.n_events
     assert store.counters() == {"events.received": sent, "events.stored": sent * 3 // 4,
                                 "events.duplicates": sent // 4}
+    assert _inbox_rows(tmp_path) == 0
+    store.close()
+
+
+def test_a_body_appended_during_a_settle_is_kept_for_the_next_one(tmp_path, catalog, monkeypatch):
+    """Appends go to the other set of inbox tables while a settle drains one; the drained set is
+    emptied whole, the other keeps what the settle did not see."""
+    import toolkit.sandbox.inbox as inbox
+
+    store = Store(tmp_path, settle_rows=10**9)
+    p = _parsed(catalog, visitor("u", decision(1, uuid="i"), conversion("purchase", 2, uuid="c")))
+    late = _parsed(catalog, visitor("v", conversion("purchase", 3, uuid="late1"), conversion("purchase", 4, uuid="late2")))
+    store.append(p.decisions, p.conversions, {"events.received": 2})
+    prune = inbox._prune
+
+    def append_then_prune(*args):
+        store._inbox.append(late.decisions, late.conversions, {"events.received": 2})  # after the snapshot
+        prune(*args)
+
+    monkeypatch.setattr(inbox, "_prune", append_then_prune)
+    assert store.settle() == (2, 0)
+    monkeypatch.undo()
+    assert _inbox_rows(tmp_path) == 2 + 1  # the late body and its rows, nothing of the settled one
+    assert store.counters() == {"events.received": 4, "events.stored": 4}
+    assert store.query("SELECT uuid FROM conversions ORDER BY rowid") == [("c",), ("late1",), ("late2",)]
+    assert _inbox_rows(tmp_path) == 0
+    store.close()
+
+
+def test_an_inbox_left_by_an_earlier_version_is_settled(tmp_path):
+    """An inbox.sqlite of the one-set layout (no ``part`` column), with a body not yet settled."""
+    with sqlite3.connect(tmp_path / INBOX_NAME) as db:
+        db.executescript("""
+            CREATE TABLE bodies (seq INTEGER PRIMARY KEY AUTOINCREMENT, revision TEXT, client_name TEXT,
+                client_version TEXT, account_id TEXT, received_at REAL NOT NULL, decisions_from INTEGER NOT NULL,
+                decisions_to INTEGER NOT NULL, conversions_from INTEGER NOT NULL, conversions_to INTEGER NOT NULL);
+            CREATE TABLE decisions (entity_id, uuid, timestamp, visitor_id, campaign_id, experiment_id, variation_id,
+                flag_key, rule_key, rule_type, variation_key, enabled, running, attributes);
+            CREATE TABLE conversions (entity_id, uuid, timestamp, key, visitor_id, revenue, value, tags, attributes);
+            CREATE TABLE counts (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, value INTEGER NOT NULL);
+            INSERT INTO conversions VALUES ('40001', 'old', 5, 'purchase', 'u', NULL, NULL, NULL, NULL);
+            INSERT INTO bodies VALUES (NULL, '42', 'c', '0', '12345678', 1.0, 1, 0, 1, 1);
+            INSERT INTO counts VALUES (NULL, 'events.received', 1);
+        """)
+    store = Store(tmp_path)
+    assert store.counters() == {"events.received": 1, "events.stored": 1}
+    assert store.query("SELECT uuid, revenue FROM conversions") == [("old", None)]
     assert _inbox_rows(tmp_path) == 0
     store.close()

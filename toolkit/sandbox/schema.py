@@ -4,14 +4,14 @@
   ``(entity_id, uuid, timestamp)``), ``counters``, the ``datafile`` served, and ``settled`` (how far
   the inbox has been moved in);
 - ``inbox.sqlite``: bodies appended by ``POST /v1/events`` and not yet deduplicated, with no index;
-  one ``bodies`` row per body holds the body-level values and its row ranges, ``counts`` holds
-  counter increments.
+  one ``bodies`` row per body holds the body-level values, its row ranges and which of the two sets
+  of row tables (:data:`PARTS`) holds them; ``counts`` holds counter increments.
 """
 
 from __future__ import annotations
 
 __all__ = ["DB_NAME", "INBOX_NAME", "DECISION_COLUMNS", "CONVERSION_COLUMNS", "BODY_COLUMNS",
-           "DECISION_EVENT_COLUMNS", "CONVERSION_EVENT_COLUMNS", "MAIN_SCHEMA", "INBOX_SCHEMA", "BUMP"]
+           "DECISION_EVENT_COLUMNS", "CONVERSION_EVENT_COLUMNS", "MAIN_SCHEMA", "INBOX_SCHEMA", "BUMP", "PARTS"]
 
 DB_NAME = "sandbox.sqlite"
 INBOX_NAME = "inbox.sqlite"
@@ -55,21 +55,24 @@ CREATE TABLE IF NOT EXISTS settled (   -- inbox bodies.seq / counts.seq moved in
 );
 """
 
+PARTS = (("decisions", "conversions"), ("decisions_1", "conversions_1"))  # the inbox's two sets of tables
+
+_INBOX_DECISIONS = """(
+    entity_id, uuid, timestamp, visitor_id, campaign_id, experiment_id, variation_id,
+    flag_key, rule_key, rule_type, variation_key, enabled, running, attributes
+)"""
+_INBOX_CONVERSIONS = "(entity_id, uuid, timestamp, key, visitor_id, revenue, value, tags, attributes)"
+
 INBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS bodies (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, revision TEXT, client_name TEXT, client_version TEXT,
     account_id TEXT, received_at REAL NOT NULL,
     decisions_from INTEGER NOT NULL, decisions_to INTEGER NOT NULL,        -- rowid range in decisions
-    conversions_from INTEGER NOT NULL, conversions_to INTEGER NOT NULL     -- rowid range in conversions
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    entity_id, uuid, timestamp, visitor_id, campaign_id, experiment_id, variation_id,
-    flag_key, rule_key, rule_type, variation_key, enabled, running, attributes
-);
-CREATE TABLE IF NOT EXISTS conversions (
-    entity_id, uuid, timestamp, key, visitor_id, revenue, value, tags, attributes
+    conversions_from INTEGER NOT NULL, conversions_to INTEGER NOT NULL,    -- rowid range in conversions
+    part INTEGER NOT NULL DEFAULT 0                                        -- which set of tables: PARTS
 );
 CREATE TABLE IF NOT EXISTS counts (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, value INTEGER NOT NULL);
-"""
+""" + "".join(f"CREATE TABLE IF NOT EXISTS {d} {_INBOX_DECISIONS};\nCREATE TABLE IF NOT EXISTS {c} {_INBOX_CONVERSIONS};\n"
+              for d, c in PARTS)
 
 BUMP = "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value"

@@ -131,7 +131,9 @@ class Store:
             return self._settle()
 
     def _settle(self) -> tuple[int, int]:
-        stored, duplicates, moved = settle(self._db)
+        with self._inbox_lock:
+            self._inbox.rotate()
+        stored, duplicates, moved = settle(self._db, self._inbox_lock)
         self._pending = max(0, self._pending - moved)
         return stored, duplicates
 
