@@ -83,9 +83,9 @@ class Inbox:
         self.path = path
         self.db = connect(path)
         self.db.execute("PRAGMA wal_autocheckpoint=0")  # the settle checkpoints (see the module doc)
-        if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'bodies'").fetchone():
-            if "part" not in {r[1] for r in self.db.execute("PRAGMA table_info(bodies)")}:  # an earlier version's
-                self.db.execute("ALTER TABLE bodies ADD COLUMN part INTEGER NOT NULL DEFAULT 0")
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(bodies)")}
+        if columns and "part" not in columns:  # an earlier version's inbox: its rows are in set 0
+            self.db.execute("ALTER TABLE bodies ADD COLUMN part INTEGER NOT NULL DEFAULT 0")
         self.db.executescript(INBOX_SCHEMA)
         self.part = 0  # the set of tables appends go to
 
