@@ -7,6 +7,7 @@ mapper's (in export order), counts everything into a :class:`MapSummary`, and fo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections import Counter
@@ -30,6 +31,7 @@ __all__ = ["DECISIONS", "MapSummary", "MapOutput", "MappedChunk", "iter_mapped",
 
 log = logging.getLogger(__name__)
 DECISIONS = ("export", "bucket", "none")
+MIN_POOL_ROWS = 20_000  # auto workers: exports in smaller chunks are mapped in this process
 
 
 @dataclass(frozen=True)
@@ -136,12 +138,20 @@ def iter_mapped(
     chunk_rows: int = 200_000,
     max_bytes: int = DEFAULT_MAX_BYTES,
     graph: IdentityGraph | None = None,
+    workers: int | None = None,
 ) -> Iterator[MappedChunk]:
     """The export mapped chunk by chunk, in export order (what ``map_export`` and a streaming
     replay consume). ``identity="stitched"`` first reads the export once for the identify links,
-    into ``graph`` when given; otherwise the caller merges each chunk's ``graph`` part itself."""
+    into ``graph`` when given; otherwise the caller merges each chunk's ``graph`` part itself.
+
+    ``workers``: how many processes map the chunks (the loader stays in this one; see
+    :mod:`toolkit.map_pool`); ``0`` maps here; ``None`` (auto) uses one per CPU but this process's
+    when the export has more than one chunk of at least ``MIN_POOL_ROWS`` rows, else maps here.
+    The output does not depend on it."""
     from tqdm.auto import tqdm
 
+    if workers is not None and workers < 0:
+        raise ExportError(f"workers {workers}: use 0 (map in this process) or more")
     if identity == "stitched":
         links = graph if graph is not None else IdentityGraph()
         for chunk in tqdm(_chunks(path, fmt, blueprint, chunk_rows), desc="identity links", unit="chunk",
@@ -150,8 +160,30 @@ def iter_mapped(
         ident = links.resolver("stitched")
     else:
         ident = Identity(identity)
-    for chunk in _chunks(path, fmt, blueprint, chunk_rows):
-        yield map_chunk(chunk, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes)
+    chunks = iter(_chunks(path, fmt, blueprint, chunk_rows))
+    if workers is None:
+        chunks, workers = _auto_workers(chunks)
+    if workers == 0:
+        for chunk in chunks:
+            yield map_chunk(chunk, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes)
+        return
+    from .map_pool import map_chunks
+
+    yield from map_chunks(chunks, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes,
+                          workers=workers)
+
+
+def _auto_workers(chunks: Iterator) -> tuple[Iterator, int]:
+    """:func:`toolkit.map_pool.auto_workers` when the export has two chunks or more, the first one of
+    ``MIN_POOL_ROWS`` rows at least (below that, starting processes costs more than it saves); else
+    0. Reads up to two chunks ahead and gives them back in front of the rest."""
+    from .map_pool import auto_workers
+
+    head = list(itertools.islice(chunks, 2))
+    big = len(head) == 2 and head[0].rows_in >= MIN_POOL_ROWS
+    n = auto_workers() if big else 0
+    log.debug("auto workers: %d (%s)", n, "export in chunks" if big else "small export, mapped here")
+    return itertools.chain(head, chunks), n
 
 
 def map_export(
@@ -168,6 +200,7 @@ def map_export(
     chunk_rows: int = 200_000,
     max_bytes: int = DEFAULT_MAX_BYTES,
     keep_frames: bool = True,
+    workers: int | None = None,
 ) -> MapOutput:
     """Load an export chunk by chunk, map it, write events / quarantine JSON Lines.
 
@@ -177,6 +210,7 @@ def map_export(
     those events are kept in memory); ``none`` sends conversions only. ``identity="stitched"``
     reads the export twice (a first pass collects the identify links). With
     ``keep_frames=False`` the frames are only written, not returned (memory stays flat).
+    ``workers``: processes that map the chunks (see :func:`iter_mapped`; None = auto).
     """
     from tqdm.auto import tqdm
 
@@ -205,7 +239,7 @@ def map_export(
     try:
         for mc in iter_mapped(path, datafile, blueprint=blueprint, identity=identity, decisions=decisions,
                               fmt=fmt, progress=progress, chunk_rows=chunk_rows, max_bytes=max_bytes,
-                              graph=graph):
+                              graph=graph, workers=workers):
             rows_in += mc.rows_in
             if identity == "stitched":  # the links are in the graph already; count the visitors
                 graph.merge(GraphPart(mc.graph.pairs.iloc[:0], mc.graph.visitor_ids))

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
     result = map_export(
         args.export, datafile, blueprint=blueprint, identity=args.identity, decisions=args.decisions,
         fmt=args.fmt, progress=not args.no_progress, events_out=out, quarantine_out=quarantine,
-        chunk_rows=args.chunk_rows, keep_frames=False,
+        chunk_rows=args.chunk_rows, keep_frames=False, workers=args.workers,
     )
     print(f"datafile      revision {datafile.revision} ({datafile.fetch.source if datafile.fetch else '?'})")
     for line in result.summary.lines():

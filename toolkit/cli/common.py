@@ -58,3 +58,6 @@ def add_mapping_args(g, *, defaults: bool = True) -> None:
     g.add_argument("--decisions", choices=("export", "bucket", "none"), default="export" if defaults else None,
                    help="impressions from the export's activation events (default export), plus offline "
                    "bucketing (bucket), or none")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes that map the export's chunks (0: map in this process; default: one per "
+                   "CPU when the export has several chunks). The output is the same whatever N")

@@ -1,0 +1,223 @@
+"""Mapping in worker processes: the same output whatever the number of workers, results in order,
+errors as inline, bounded chunks in flight, and no process left behind (close, Ctrl-C)."""
+
+from __future__ import annotations
+
+import multiprocessing.forkserver
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import psutil
+import pytest
+
+from tests.conftest import FIXTURES, REPO
+from toolkit.cli import main
+from toolkit.datafile import load_datafile
+from toolkit.errors import ExportError
+from toolkit.map_export import MIN_POOL_ROWS, _auto_workers, iter_mapped
+from toolkit.map_pool import auto_workers, ordered_map
+from toolkit.mapping import map_export
+
+from . import poolfns
+from .exportfile import synthetic, write_jsonl
+
+SAMPLE = REPO / "data" / "sample"
+
+
+def _workers_of_this_process() -> list[psutil.Process]:
+    """The pool processes: children of the fork server (a child of this process)."""
+    fs = multiprocessing.forkserver._forkserver._forkserver_pid
+    return psutil.Process(fs).children() if fs else []
+
+
+def _mapped_bytes(export: Path, datafile, out: Path, workers: int, **kw) -> tuple[bytes, bytes, dict]:
+    e, q = out / f"e{workers}.jsonl", out / f"q{workers}.jsonl"
+    summary = map_export(export, datafile, progress=False, events_out=e, quarantine_out=q, workers=workers,
+                         keep_frames=False, **kw).summary.to_dict()
+    del summary["events_out"], summary["quarantine_out"]
+    return e.read_bytes(), q.read_bytes(), summary
+
+
+@pytest.mark.parametrize(("source", "identity", "decisions", "chunk_rows"), [
+    ("sample", "user_or_anonymous", "export", 300),
+    ("sample", "stitched", "bucket", 450),
+    ("synthetic", "stitched", "none", 37),
+    ("synthetic", "user_or_anonymous", "bucket", 50),
+])
+def test_output_does_not_depend_on_the_number_of_workers(tmp_path, datafile, source, identity, decisions,
+                                                         chunk_rows):
+    if source == "sample":
+        export, datafile = SAMPLE / "export.jsonl", load_datafile(SAMPLE / "datafile.json")
+    else:  # malformed lines, bad revenue, unknown keys, missing ids, second devices
+        export = write_jsonl(tmp_path / "export.jsonl", synthetic(60))
+    runs = {w: _mapped_bytes(export, datafile, tmp_path, w, identity=identity, decisions=decisions,
+                             chunk_rows=chunk_rows) for w in (0, 1, 2)}
+    events, quarantine, summary = runs[0]
+    assert len(events.splitlines()) == summary["mapped"] + summary["synthesized"] > 0
+    assert len(quarantine.splitlines()) == summary["quarantined"] > 0
+    assert runs[1] == runs[0]
+    assert runs[2] == runs[0]
+
+
+def test_iter_mapped_in_processes_gives_the_same_chunks_in_order(datafile, tmp_path):
+    export = write_jsonl(tmp_path / "export.jsonl", synthetic(60))
+    inline = list(iter_mapped(export, datafile, blueprint=_blueprint(), chunk_rows=40, progress=False, workers=0))
+    pooled = list(iter_mapped(export, datafile, blueprint=_blueprint(), chunk_rows=40, progress=False, workers=2))
+    assert len(pooled) == len(inline) > 5
+    for a, b in zip(inline, pooled, strict=True):
+        assert (a.rows_in, a.skipped, a.warnings) == (b.rows_in, b.skipped, b.warnings)
+        assert a.events.equals(b.events) and a.quarantine.equals(b.quarantine)
+        assert a.graph.pairs.equals(b.graph.pairs) and a.graph.visitor_ids.equals(b.graph.visitor_ids)
+        b.events.loc[0, "revenue"] = 1  # frames that came through a file are ordinary, writable frames
+
+
+def _blueprint():
+    from toolkit.blueprint import load_blueprint
+
+    return load_blueprint()
+
+
+def test_results_in_order_with_the_initializer_run_in_each_worker():
+    out = list(ordered_map(poolfns.scaled, range(12), workers=2, initializer=poolfns.setup, initargs=(3,),
+                           in_flight=3))
+    assert out == [3 * x for x in range(12)]
+
+
+def test_a_worker_error_is_raised_with_its_type_and_message_after_the_earlier_results():
+    got = []
+    with pytest.raises(ExportError, match=r"^item 3: bad input in a worker$"):
+        for x in ordered_map(poolfns.fail_on_three, range(8), workers=2):
+            got.append(x)
+    assert got == [0, 1, 2]
+
+
+def test_a_loader_error_comes_after_the_results_of_the_chunks_read_before_it():
+    def items():
+        yield from (1, 2, 3)
+        raise ExportError("export.jsonl: truncated")
+
+    got = []
+    with pytest.raises(ExportError, match="truncated"):
+        for x in ordered_map(poolfns.scaled, items(), workers=2):
+            got.append(x)
+    assert got == [1, 2, 3]
+
+
+def test_chunks_in_flight_are_bounded():
+    pulled = 0
+
+    def items():
+        nonlocal pulled
+        for i in range(30):
+            pulled += 1
+            yield i
+
+    ahead = []
+    for n, _ in enumerate(ordered_map(poolfns.scaled, items(), workers=2, in_flight=3)):
+        ahead.append(pulled - n)  # read but not yet handed back, this one included
+    assert max(ahead) <= 3 and len(ahead) == 30
+
+
+def test_closing_the_generator_ends_the_workers_and_removes_the_files():
+    gen = ordered_map(poolfns.slow, range(50), workers=2, in_flight=4)
+    assert next(gen) == 0
+    workers = _workers_of_this_process()
+    assert len(workers) == 2
+    spool = Path(gen.gi_frame.f_locals["spool"].folder)
+    assert spool.is_dir() and any(spool.iterdir())  # chunks in flight
+    t0 = time.monotonic()
+    gen.close()
+    assert time.monotonic() - t0 < 5  # queued chunks are cancelled, not mapped
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
+    assert not spool.exists()
+
+
+def test_ctrl_c_stops_the_mapping_with_no_process_left(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: the workers ignore it, the parent shuts
+    them down; the fork server ends with the parent."""
+    script = tmp_path / "interrupt.py"
+    script.write_text(textwrap.dedent(f"""
+        import multiprocessing.forkserver, os, sys, time
+        import psutil
+        sys.path.insert(0, {str(REPO)!r})
+        from tests.mapping import poolfns
+        from toolkit.map_pool import ordered_map
+        try:
+            for i, x in enumerate(ordered_map(poolfns.slow, range(100), workers=2)):
+                if i == 0:
+                    fs = multiprocessing.forkserver._forkserver._forkserver_pid
+                    print(" ".join(str(p.pid) for p in [psutil.Process(fs), *psutil.Process(fs).children()]),
+                          flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(130)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, cwd=REPO)
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 3  # the fork server and two workers
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in out
+    assert "Traceback" not in err  # no worker died of the KeyboardInterrupt
+    _, alive = psutil.wait_procs([p for p in map(_process, pids) if p], timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def test_a_script_without_a_main_guard_maps_in_processes(tmp_path):
+    """The workers do not re-run the caller's script (spawn and forkserver would, by default)."""
+    export = write_jsonl(tmp_path / "export.jsonl", synthetic(30))
+    script = tmp_path / "plain.py"
+    script.write_text(textwrap.dedent(f"""
+        from toolkit.datafile import load_datafile
+        from toolkit.mapping import map_export
+        print("script ran")
+        s = map_export({str(export)!r}, load_datafile({str(FIXTURES / "datafile.json")!r}), progress=False,
+                       chunk_rows=40, workers=2).summary
+        print("mapped", s.mapped, s.balanced)
+    """))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("script ran") == 1 and "True" in run.stdout
+
+
+def test_auto_workers_maps_small_exports_here_and_large_ones_in_the_other_cpus():
+    def chunks(*sizes):
+        return iter([SimpleNamespace(rows_in=n, i=i) for i, n in enumerate(sizes)])
+
+    for sizes, expected in [((MIN_POOL_ROWS,), 0), ((MIN_POOL_ROWS - 1, 5), 0),
+                            ((MIN_POOL_ROWS, 5), auto_workers()), ((MIN_POOL_ROWS,) * 4, auto_workers())]:
+        it, n = _auto_workers(chunks(*sizes))
+        assert n == expected and [c.i for c in it] == list(range(len(sizes)))  # nothing lost or reordered
+    assert auto_workers() == len(os.sched_getaffinity(0)) - 1  # this process loads: one CPU is its own
+
+
+def test_cli_workers_option(tmp_path, capsys, fixture_datafile_path):
+    export = write_jsonl(tmp_path / "export.jsonl", synthetic(30))
+    outs = []
+    for w in ("0", "2"):
+        out = tmp_path / f"events{w}.jsonl"
+        rc = main(["map", "--export", str(export), "--datafile", str(fixture_datafile_path), "--out", str(out),
+                   "--no-progress", "--chunk-rows", "50", "--workers", w])
+        assert rc == 0
+        outs.append((out.read_bytes(), (tmp_path / f"events{w}.quarantine.jsonl").read_bytes()))
+    assert outs[0] == outs[1] and outs[0][0]
+    capsys.readouterr()
+    rc = main(["map", "--export", str(export), "--datafile", str(fixture_datafile_path), "--out",
+               str(tmp_path / "x.jsonl"), "--no-progress", "--workers", "-1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "workers" in err[0]

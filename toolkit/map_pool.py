@@ -1,0 +1,175 @@
+"""Map loaded export chunks in worker processes, results in export order.
+
+The loader stays in the calling process (it handles every format, gzip, errors and the stitched
+first pass); each loaded chunk is sent to a worker that runs :func:`toolkit.map_export.map_chunk`
+and sends the :class:`~toolkit.map_export.MappedChunk` back. What every chunk needs (datafile,
+blueprint, identity links, options) goes to each worker once, through the pool's initializer.
+
+- Order: results come back in the order the chunks were read, whatever the workers' speed.
+- Memory: at most ``in_flight`` chunks are sent and not yet handed back (default twice the
+  workers), so memory stays flat however long the export.
+- Start method: ``forkserver`` (safe in threaded processes and Jupyter kernels, unlike ``fork``);
+  the fork server imports the toolkit once and every worker is forked from it.
+- Errors: an exception in a worker is raised here with the same type and message (the worker's
+  traceback is its ``__cause__``). A worker that dies (killed, out of memory) raises
+  ``BrokenProcessPool``; nothing hangs.
+- Shutdown: closing the generator, an exception, or Ctrl-C (workers ignore SIGINT; this process
+  gets it) cancels the queued chunks and joins the workers: no process is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import spawn
+from multiprocessing.reduction import ForkingPickler
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from .identity import Identity
+from .spool import Spool, put, take
+
+__all__ = ["auto_workers", "ordered_map", "map_chunks"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+def _mappingproxy(d: dict) -> MappingProxyType:
+    return MappingProxyType(d)
+
+
+def _reduce_mappingproxy(m: MappingProxyType) -> tuple:
+    return _mappingproxy, (dict(m),)
+
+
+# the blueprint and the identity links hold read-only mappings; only the pool's pickler needs them
+ForkingPickler.register(MappingProxyType, _reduce_mappingproxy)
+
+_state: dict[str, Any] = {}  # in a worker: what every chunk is mapped with (set once by _init_mapper)
+
+
+def auto_workers() -> int:
+    """How many processes map by default: one per CPU this process may run on, less the one this
+    process keeps busy loading chunks and using the results (0 on a single CPU: map here)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, cpus - 1)
+
+
+_WORKER_NAME = "toolkit-map-worker"
+_stdlib_preparation_data = spawn.get_preparation_data
+
+
+def _preparation_data(name: str) -> dict:
+    """What a new process is told about this one, less the main module for our workers: they only
+    run toolkit functions, and re-running a caller's script there (what ``spawn`` and
+    ``forkserver`` do) would break every script without an ``if __name__ == "__main__"`` guard."""
+    data = _stdlib_preparation_data(name)
+    if name.startswith(_WORKER_NAME):
+        data.pop("init_main_from_name", None)
+        data.pop("init_main_from_path", None)
+    return data
+
+
+_METHOD = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"  # spawn: Windows
+_BASE = mp.get_context(_METHOD)
+
+
+class _Worker(_BASE.Process):  # type: ignore[name-defined,misc]
+    """A pool process, named so that :func:`_preparation_data` knows it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = f"{_WORKER_NAME}-{self.name}"
+
+
+class _Context(type(_BASE)):  # type: ignore[misc]
+    Process = _Worker
+
+
+def _context() -> mp.context.BaseContext:
+    if _METHOD == "forkserver":
+        _BASE.set_forkserver_preload(["toolkit.map_export", "toolkit.map_pool"])  # imported once, by the server
+    spawn.get_preparation_data = _preparation_data  # unchanged for every process that is not our worker
+    return _Context()
+
+
+def _ignore_sigint(init: Callable[..., None] | None, args: tuple) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which shuts us down
+    if init is not None:
+        init(*args)
+
+
+def _call(fn: Callable[[Any], Any], path: str, folder: str) -> str:
+    """In a worker: the item at ``path`` -> ``fn(item)`` written to a new file in ``folder``."""
+    return put(fn(take(path)), folder)
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int,
+                initializer: Callable[..., None] | None = None, initargs: tuple = (),
+                in_flight: int | None = None) -> Iterator[R]:
+    """``map(fn, items)`` in ``workers`` processes, lazily and in order, with at most ``in_flight``
+    items sent and not yet yielded. ``fn`` and ``initializer`` must be importable functions.
+    Items and results go through files (:mod:`toolkit.spool`), only their paths through the pool.
+
+    An error raised while reading ``items`` comes after the results of the items read before it,
+    as it would in a plain loop."""
+    limit = max(1, in_flight or 2 * workers)
+    spool = Spool()
+    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_ignore_sigint,
+                               initargs=(initializer, initargs))
+    pending: deque[Future[str]] = deque()
+    try:
+        source = iter(items)
+        while True:
+            try:
+                item = next(source)
+            except StopIteration:
+                break
+            except Exception:
+                while pending:  # hand back what was read before the error, then raise it
+                    yield take(pending.popleft().result())
+                raise
+            pending.append(pool.submit(_call, fn, put(item, spool.folder), spool.folder))
+            del item  # written: do not hold it while waiting
+            while pending and (len(pending) >= limit or pending[0].done()):
+                yield take(pending.popleft().result())
+        while pending:
+            yield take(pending.popleft().result())
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        spool.close()
+
+
+# ---- the mapping itself
+
+
+def _init_mapper(datafile, blueprint, ident: Identity, decisions: str, max_bytes: int) -> None:
+    _state.update(datafile=datafile, blueprint=blueprint, ident=ident, decisions=decisions, max_bytes=max_bytes)
+
+
+def _map_one(chunk):
+    from .map_export import map_chunk
+
+    s = _state
+    return map_chunk(chunk, s["datafile"], s["blueprint"], s["ident"], decisions=s["decisions"],
+                     max_bytes=s["max_bytes"])
+
+
+def map_chunks(chunks: Iterable, datafile, blueprint, ident: Identity, *, decisions: str, max_bytes: int,
+               workers: int, in_flight: int | None = None) -> Iterator:
+    """:func:`toolkit.map_export.map_chunk` over ``chunks`` in ``workers`` processes, in order."""
+    log.debug("mapping in %d worker processes", workers)
+    args = (datafile, blueprint, ident, decisions, max_bytes)
+    return ordered_map(_map_one, chunks, workers=workers, initializer=_init_mapper, initargs=args,
+                       in_flight=in_flight)
