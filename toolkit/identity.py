@@ -175,19 +175,77 @@ class GraphPart:
     can compute it next to the chunk and send only this to the process that holds the graph."""
 
     pairs: pd.DataFrame  # anonymous_id, user_id, ts (min per pair within the chunk)
-    visitor_ids: pd.Series | None = None  # distinct visitor ids of the chunk's mapped events
+    # the chunk's distinct visitor ids: their 64-bit hashes (uint64, what extract gives) or the ids
+    visitor_ids: pd.Series | None = None
+
+
+_NO_TS = 2**62  # a link without a timestamp sorts after every timed one
+_FLUSH_ROWS = 1 << 16  # pending links re-sorted into the state once more than this (or a quarter of it)
+_EMPTY_U64 = np.zeros(0, dtype=np.uint64)
+
+
+def _hash64(values: Iterable[str]) -> np.ndarray:
+    """64-bit hashes (uint64) of strings: pandas' SipHash with its fixed key, the same in every process."""
+    return pd.util.hash_array(np.asarray(values, dtype=object), categorize=False)
+
+
+def _visitor_hashes(ids: pd.Series) -> np.ndarray:
+    """Sorted distinct hashes of a part's ``visitor_ids`` (hashes already, or the ids themselves)."""
+    if ids.dtype == np.uint64:
+        return np.unique(ids.to_numpy())
+    return np.unique(_hash64(ids.dropna().astype("string").unique()))
+
+
+def _known(into: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each sorted key is or would go in the sorted unique ``into``, and whether it is there."""
+    at = np.searchsorted(into, keys)
+    known = np.zeros(len(keys), dtype=bool)
+    inside = at < len(into)
+    known[inside] = into[at[inside]] == keys[inside]
+    return at, known
+
+
+def _strings(s: pd.Series) -> pa.LargeStringArray:
+    arr = pa.array(s.astype("string").array)
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    return arr.cast(pa.large_string())
+
+
+def _first_links(table: pa.Table) -> pa.Table:
+    """One row per anonymous id ``a``: the earliest ``ts``, then the smaller user id ``u``; by ``a``."""
+    order = pc.sort_indices(table, [("a", "ascending"), ("ts", "ascending"), ("u", "ascending")])
+    if len(order) > 1:
+        a = table.column("a").take(order).combine_chunks()  # only the keys are copied in full
+        first = np.ones(len(a), dtype=bool)
+        first[1:] = pc.not_equal(a.slice(1), a.slice(0, len(a) - 1)).to_numpy(zero_copy_only=False)
+        del a
+        order = order.filter(pa.array(first))
+    return table.take(order).combine_chunks()
+
+
+_LINKS_SCHEMA = pa.schema([("a", pa.large_string()), ("u", pa.large_string()), ("ts", pa.int64())])
 
 
 class IdentityGraph:
     """Collects anonymous id <-> user id pairs (and the distinct visitor ids) over chunks.
 
     ``add(frame)`` in one process, or ``part = IdentityGraph.extract(frame)`` where the chunk is
-    and ``graph.merge(part)`` where the graph is: both give the same graph.
+    and ``graph.merge(part)`` where the graph is: both give the same graph, whatever the chunking.
+
+    Memory is a few dozen bytes per distinct id, in numpy / Arrow arrays: the exact strings are
+    kept only for the links (per anonymous id that has a user id: the winning user id), the
+    counts use 64-bit hashes (sorted, merged without re-sorting). A count is off only if two
+    distinct ids share a hash: with n ids the chance is about n**2 / 2**65 (3e-6 for 10 million).
     """
 
     def __init__(self) -> None:
-        self._parts: list[pd.DataFrame] = []
-        self._visitors: set[str] = set()
+        self._visitors = _EMPTY_U64  # sorted distinct hashes of the visitor ids
+        self._users = _EMPTY_U64  # sorted distinct hashes of the user ids seen with an anonymous id
+        self._first_anon = _EMPTY_U64  # per user: the smallest hash of its anonymous ids
+        self._multi = np.zeros(0, dtype=bool)  # per user: seen with another anonymous id too
+        self._links = _LINKS_SCHEMA.empty_table()  # per anonymous id: the winning link so far, by a
+        self._pending: list[pa.Table] = []  # per part: its winning links, not yet in _links
+        self._pending_rows = 0
 
     @staticmethod
     def extract(frame: pd.DataFrame, visitor_ids: pd.Series | None = None) -> GraphPart:
@@ -201,17 +259,51 @@ class IdentityGraph:
             part = part.groupby(["anonymous_id", "user_id"], as_index=False, dropna=False)["ts"].min()
         vids = None
         if visitor_ids is not None:
-            vids = pd.Series(visitor_ids.dropna().unique(), dtype="string")
+            vids = pd.Series(_visitor_hashes(visitor_ids), dtype=np.uint64)
         return GraphPart(part.reset_index(drop=True), vids)
 
     def merge(self, part: GraphPart) -> None:
-        if part.visitor_ids is not None:
-            self._visitors.update(part.visitor_ids.tolist())
-        if not len(part.pairs):
+        if part.visitor_ids is not None and len(part.visitor_ids):
+            new = _visitor_hashes(part.visitor_ids)
+            at, known = _known(self._visitors, new)
+            self._visitors = np.insert(self._visitors, at[~known], new[~known])
+        pairs = part.pairs
+        if not len(pairs):
             return
-        self._parts.append(part.pairs)
-        if len(self._parts) > 16:  # keep memory bounded by the number of distinct pairs
-            self._parts = [self._pairs()]
+        anon, user = _strings(pairs["anonymous_id"]), _strings(pairs["user_id"])
+        self._merge_users(_hash64(user), _hash64(anon))
+        ts = pairs["ts"].astype("Int64").fillna(_NO_TS).to_numpy(dtype=np.int64)
+        first = _first_links(pa.Table.from_arrays([anon, user, pa.array(ts)], schema=_LINKS_SCHEMA))
+        self._pending.append(first)
+        self._pending_rows += first.num_rows
+        if self._pending_rows > max(self._links.num_rows // 4, _FLUSH_ROWS):  # amortized: few re-sorts
+            self._flush()
+
+    def _merge_users(self, users: np.ndarray, anons: np.ndarray) -> None:
+        """Adds (user hash, anonymous hash) pairs to the per-user state."""
+        order = np.lexsort((anons, users))
+        users, anons = users[order], anons[order]
+        new_user = np.ones(len(users), dtype=bool)
+        new_user[1:] = users[1:] != users[:-1]
+        new_pair = new_user.copy()
+        new_pair[1:] |= anons[1:] != anons[:-1]
+        users, anons, new_user = users[new_pair], anons[new_pair], new_user[new_pair]
+        starts = np.flatnonzero(new_user)
+        users, anons, multi = users[starts], anons[starts], np.diff(np.append(starts, len(new_user))) > 1
+        at, known = _known(self._users, users)
+        old = at[known]
+        self._multi[old] |= multi[known] | (self._first_anon[old] != anons[known])
+        self._first_anon[old] = np.minimum(self._first_anon[old], anons[known])
+        fresh = ~known
+        self._users = np.insert(self._users, at[fresh], users[fresh])
+        self._first_anon = np.insert(self._first_anon, at[fresh], anons[fresh])
+        self._multi = np.insert(self._multi, at[fresh], multi[fresh])
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._links = _first_links(pa.concat_tables([self._links, *self._pending]))
+            self._pending, self._pending_rows = [], 0
+            pa.default_memory_pool().release_unused()
 
     def add(self, frame: pd.DataFrame, visitor_ids: pd.Series | None = None) -> None:
         self.merge(self.extract(frame, visitor_ids))
@@ -220,28 +312,14 @@ class IdentityGraph:
         """How many distinct visitor ids the merged parts carried."""
         return len(self._visitors)
 
-    def _pairs(self) -> pd.DataFrame:
-        if not self._parts:
-            return pd.DataFrame({"anonymous_id": pd.Series(dtype="string"), "user_id": pd.Series(dtype="string"),
-                                 "ts": pd.Series(dtype="Int64")})
-        allp = pd.concat(self._parts, ignore_index=True)
-        return allp.groupby(["anonymous_id", "user_id"], as_index=False, dropna=False)["ts"].min()
-
     def multi_anonymous(self) -> int:
         """How many user ids were seen with more than one anonymous id."""
-        pairs = self._pairs()
-        if pairs.empty:
-            return 0
-        return int((pairs.groupby("user_id")["anonymous_id"].nunique() > 1).sum())
+        return int(self._multi.sum())
 
     def links(self) -> dict[str, str]:
         """anonymous id -> user id; the earliest link (then the smaller user id) wins."""
-        pairs = self._pairs()
-        if pairs.empty:
-            return {}
-        pairs = pairs.assign(ts=pairs["ts"].fillna(2**62)).sort_values(["anonymous_id", "ts", "user_id"])
-        first = pairs.drop_duplicates("anonymous_id", keep="first")
-        return dict(zip(first["anonymous_id"].tolist(), first["user_id"].tolist(), strict=True))
+        self._flush()
+        return dict(zip(self._links.column("a").to_pylist(), self._links.column("u").to_pylist(), strict=True))
 
     def resolver(self, policy: str) -> Identity:
         links = self.links() if policy == "stitched" else {}

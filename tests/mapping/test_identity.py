@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import pickle
 import uuid
+from collections import defaultdict
 
+import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from toolkit import identity as identity_module
 from toolkit.contracts import Reason
-from toolkit.identity import POLICIES, Identity, IdentityGraph, event_uuids, resolve_visitor_ids
+from toolkit.identity import POLICIES, GraphPart, Identity, IdentityGraph, event_uuids, resolve_visitor_ids
 from toolkit.mapping import map_events
 
 from .builders import frame, row
@@ -66,6 +70,89 @@ def test_shared_device_goes_to_the_first_user():
     g.add(frame([row(None, type="identify", anonymous_id="d", user_id="later", timestamp=50),
                  row(None, type="identify", anonymous_id="d", user_id="first", timestamp=10)]))
     assert g.links() == {"d": "first"}
+
+
+_ID = st.one_of(st.none(), st.sampled_from(["", " ", "a", "b", "c", "é", "a b", "B"]))
+_ROW = st.fixed_dictionaries({"anonymous_id": _ID, "user_id": _ID,
+                              "timestamp": st.one_of(st.none(), st.integers(0, 5))})
+
+
+def _reference(rows: list[dict], policy: str) -> tuple[dict, int, int]:
+    """links, multi_anonymous, visitors of ``rows`` computed the plain way (no pandas, no hashes)."""
+    pairs: dict[tuple[str, str], int] = {}
+    for r in rows:
+        a, u = (r["anonymous_id"] or "").strip(), (r["user_id"] or "").strip()
+        if a and u:
+            ts = 2**62 if r["timestamp"] is None else r["timestamp"]
+            pairs[a, u] = min(pairs.get((a, u), ts), ts)
+    best: dict[str, tuple[int, str]] = {}
+    anons: dict[str, set[str]] = defaultdict(set)
+    for (a, u), ts in pairs.items():
+        best[a] = min(best.get(a, (ts, u)), (ts, u))
+        anons[u].add(a)
+    visitors = {v for v in resolve_visitor_ids(frame(rows), policy) if not pd.isna(v)} if rows else set()
+    return {a: u for a, (_, u) in best.items()}, sum(len(s) > 1 for s in anons.values()), len(visitors)
+
+
+def _graph(parts) -> IdentityGraph:
+    g = IdentityGraph()
+    for part in parts:
+        g.merge(part)
+    return g
+
+
+def _summary(g: IdentityGraph) -> tuple[dict, int, int]:
+    return g.links(), g.multi_anonymous(), g.visitors()
+
+
+@settings(deadline=None, max_examples=60)  # a few pandas frames per example: slow on a busy machine
+@given(rows=st.lists(_ROW, max_size=30), cuts=st.lists(st.integers(0, 30), max_size=4),
+       policy=st.sampled_from(POLICIES))
+def test_graph_chunked_equals_whole_equals_reference(rows, cuts, policy):
+    rows = [row("e", **r) for r in rows]
+    bounds = sorted({0, len(rows), *(c for c in cuts if c <= len(rows))})
+    chunks = [frame(rows[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    parts = [IdentityGraph.extract(c, resolve_visitor_ids(c, policy)) for c in chunks]
+    whole = IdentityGraph()
+    if rows:
+        whole.add(frame(rows), resolve_visitor_ids(frame(rows), policy))
+    chunked = _graph(parts)
+    sent = _graph(pickle.loads(pickle.dumps(p)) for p in reversed(parts))  # via worker processes, any order
+    assert _summary(chunked) == _summary(whole) == _summary(sent) == _reference(rows, policy)
+    assert list(whole.links()) == sorted(whole.links())  # in anonymous id order, as before
+
+
+def test_parts_carry_visitor_ids_as_hashes_or_as_strings():
+    f = frame(ROWS)
+    vids = resolve_visitor_ids(f, "user_or_anonymous")
+    part = IdentityGraph.extract(f, vids)
+    assert part.visitor_ids.dtype == "uint64" and len(part.visitor_ids) == 4  # a1 u1 a2 a3
+    by_hand = GraphPart(part.pairs.iloc[:0], vids)  # the ids themselves, repeated and with NA
+    assert _graph([by_hand]).visitors() == _graph([part]).visitors() == 4
+    assert _graph([by_hand, part]).visitors() == 4
+
+
+def test_links_are_exact_and_counts_hashed(monkeypatch):
+    """The links compare the ids themselves; the counts compare 64-bit hashes, so two ids that
+    share a hash would count once (shown here with a hash that is the same for every id)."""
+    monkeypatch.setattr(identity_module, "_FLUSH_ROWS", 1)  # merge the pending links at every part
+    f = frame(ROWS)
+    honest = _graph([IdentityGraph.extract(f.iloc[i:i + 2], resolve_visitor_ids(f.iloc[i:i + 2]))
+                     for i in range(0, len(ROWS), 2)])
+    assert _summary(honest) == ({"a1": "u1", "a2": "u1"}, 1, 4)
+    monkeypatch.setattr(identity_module, "_hash64", lambda values: np.zeros(len(list(values)), dtype=np.uint64))
+    clashing = _graph([IdentityGraph.extract(f, resolve_visitor_ids(f))])
+    assert clashing.links() == honest.links()
+    assert (clashing.multi_anonymous(), clashing.visitors()) == (0, 1)
+
+
+def test_same_time_goes_to_the_smaller_user_whatever_the_chunking(monkeypatch):
+    monkeypatch.setattr(identity_module, "_FLUSH_ROWS", 1)  # merge the pending links at every part
+    rows = [row(None, type="identify", anonymous_id="d", user_id=u, timestamp=t)
+            for u, t in [("zed", 9), ("bob", 7), ("amy", 7), ("cat", None), ("é", 7)]]
+    for size in (1, 2, 5):
+        g = _graph(IdentityGraph.extract(frame(rows[i:i + size])) for i in range(0, len(rows), size))
+        assert g.links() == {"d": "amy"}, size
 
 
 def test_missing_visitor_id_is_quarantined_per_policy(datafile, blueprint):
