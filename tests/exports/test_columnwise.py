@@ -21,7 +21,9 @@ from toolkit.exports import load_export
 from toolkit.exports._values import as_dict, dumps, money_text, parse_json, quantity
 
 ODD = [None, 1, 2.5, "19.99", " gbp ", True, {"a": "\x00"}, ["\x00", {"revenue": 1}], [1, "\x00", 2], 10**30, "", "3", "+-4",
-       1e16, "\x00", 'x"y', ',"\\u0000",', "x\\u0000"]
+       1e16, "\x00", 'x"y', ',"\\u0000",', "x\\u0000",
+       # currencies Arrow's ASCII kernels must leave to Python: Unicode case and space rules
+       "ß", "\u00a0gbp\u2003", " eur\x1f", "\u01c6", "usd\x85", "\t"]
 KEYS = ["revenue", "total", "value", "currency", "quantity", "z", "\x00", "products", '"total":']
 
 
@@ -94,3 +96,18 @@ def test_parquet_json_text_columns_equal_the_row_reference(tmp_path):
                       "properties": pa.array([e["properties"] for e in lines], pa.string())})
     pq.write_table(table, tmp_path / "odd.parquet")
     check(load_export(tmp_path / "odd.parquet", chunk_rows=1000), lines)
+
+
+def test_text_only_money_columns_equal_the_row_reference(tmp_path):
+    """Money keys holding only text (or null) take the one-conversion path: same answers."""
+    texts = [None, "", " gbp ", "usd", "ß", "\u00a0gbp\u2003", " eur\x1f", "\u01c6", "usd\x85", "\t", "19.99", "x\x00"]
+    rnd = random.Random(5)
+    lines = [{"messageId": f"m{i}", "timestamp": 1793613600000 + i,
+              "properties": {k: rnd.choice(texts) for k in rnd.sample(["revenue", "total", "value", "currency"],
+                                                                       rnd.randrange(0, 5))}}
+             for i in range(2000)]
+    path = tmp_path / "text.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    chunk = load_export(path)
+    check(chunk, lines)
+    assert {"SS", "GBP", "\u01c4"} <= set(chunk.events["currency"].dropna())  # Unicode upper-casing kept
