@@ -10,6 +10,8 @@ Routes:
   bearer token when one is set (401 otherwise), optional ``start_time`` / ``end_time`` (ISO 8601).
   A known experiment always answers 200, with zero counts when nothing has been counted yet
   (never 204); an unknown id answers 404.
+- a request whose body has not arrived ``body_timeout`` s after it started: 408, connection closed
+  (:mod:`.body_timeout`).
 - ``GET /admin/stats``, ``POST /admin/reset``, ``GET|POST /admin/faults``, ``PUT /admin/datafile``,
   ``POST /admin/e3`` (writes E3 Parquet under ``<data_dir>/e3``).
 
@@ -42,6 +44,7 @@ from ..datafile import Datafile, parse_datafile
 from ..errors import DatafileError, UserInputError
 from ..secrets import Secret
 from .attribution import attribute
+from .body_timeout import DEFAULT_BODY_TIMEOUT, BodyDeadline
 from .faults import FaultInjector, FaultSpec, parse_faults
 from .ingest import BodyError, Catalog, check_body, decode_body, gc_paused
 from .results import experiment_event_ids, results_csv, results_json
@@ -171,7 +174,8 @@ def _datafile_from_bytes(data: bytes) -> Datafile:
 # ----------------------------------------------------------------------------- app
 
 
-def create_app(state: SandboxState) -> ASGIApp:
+def create_app(state: SandboxState, *, body_timeout: float = DEFAULT_BODY_TIMEOUT) -> ASGIApp:
+    """The app; a request whose body is not in ``body_timeout`` s after it started gets 408."""
     store = state.store
 
     async def post_events(request: Request) -> Response:
@@ -307,21 +311,37 @@ def create_app(state: SandboxState) -> ASGIApp:
         Route("/admin/datafile", admin_datafile, methods=["PUT"]),
         Route("/admin/e3", admin_e3, methods=["POST"]),
     ]
-    return FaultMiddleware(Starlette(routes=routes), state)
+    return FaultMiddleware(Starlette(routes=routes), state, body_timeout=body_timeout)
 
 
 # ----------------------------------------------------------------------------- faults
 
 
 class FaultMiddleware:
-    """Raw ASGI wrapper: injects faults on ``POST /v1/events`` only, before the app sees it."""
+    """Raw ASGI wrapper, outermost: a deadline on every request's body (:mod:`.body_timeout`), and
+    faults injected on ``POST /v1/events`` only, before the app sees it."""
 
-    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
+    def __init__(self, app: ASGIApp, state: SandboxState, *, body_timeout: float = DEFAULT_BODY_TIMEOUT) -> None:
+        if not body_timeout > 0:
+            raise ValueError(f"body_timeout must be positive, got {body_timeout}")
         self.app = app
         self.state = state
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive, send) -> None:
-        if scope.get("type") != "http" or scope.get("path") != "/v1/events" or scope.get("method") != "POST":
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        cycle = BodyDeadline(receive, send, self.body_timeout, what=f"{scope.get('method')} {scope.get('path')}",
+                             on_timeout=lambda: self.state.store.bump({"requests.408": 1, "rejected.body_timeout": 1}))
+        try:
+            await self._call(scope, cycle.receive, cycle.send)
+        except Exception:
+            if not cycle.timed_out:  # after a 408 the app only sees a disconnect: nothing to report
+                raise
+
+    async def _call(self, scope: Scope, receive, send) -> None:
+        if scope.get("path") != "/v1/events" or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
         injector = self.state.faults

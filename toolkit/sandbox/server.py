@@ -23,6 +23,7 @@ from ..datafile import Datafile, load_datafile, parse_datafile
 from ..errors import UserInputError
 from ..secrets import Secret
 from .app import SandboxState, create_app, stats_from
+from .body_timeout import DEFAULT_BODY_TIMEOUT
 from .faults import FaultSpec, parse_faults
 from .store import Store
 
@@ -75,6 +76,7 @@ class Sandbox:
         port: int = 0,
         faults: FaultSpec | dict | str | None = None,
         lag_seconds: float = 0.0,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         if not _is_loopback(host):
             raise SandboxError(f"host {host!r} is not a loopback address: the sandbox listens on 127.0.0.1 / ::1 only")
@@ -82,12 +84,15 @@ class Sandbox:
             raise SandboxError("sdk_key must be a non-empty string without '/', '?', '#', '%' or spaces")
         if lag_seconds < 0:
             raise SandboxError(f"lag_seconds must not be negative, got {lag_seconds}")
+        if not body_timeout > 0:
+            raise SandboxError(f"body_timeout must be a positive number of seconds, got {body_timeout}")
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = int(port)
         self.sdk_key = sdk_key
         self.api_token = Secret(api_token, source="sandbox api_token") if isinstance(api_token, str) else api_token
         self.lag_seconds = float(lag_seconds)
+        self.body_timeout = float(body_timeout)
         self._faults = parse_faults(faults)
         self._datafile_arg = datafile
         self._state: SandboxState | None = None
@@ -120,7 +125,7 @@ class Sandbox:
             store.close()
             raise
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(state), log_config=None, log_level="warning", access_log=False,
+        config = uvicorn.Config(create_app(state, body_timeout=self.body_timeout), log_config=None, log_level="warning", access_log=False,
                                 http="h11", lifespan="off", ws="none", server_header=False,
                                 timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
