@@ -64,3 +64,57 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("toolkit sandbox: error: ") for line in err)
     assert "Traceback" not in "".join(err)
+
+
+def _run_foreground(tmp_path, *extra: str, env: dict[str, str] | None = None) -> tuple[str, str, str]:
+    """Start ``toolkit sandbox`` with ``extra``, wait for its install JSON, fetch the datafile with the
+    key ``env["SANDBOX_KEY_UNDER_TEST"]``, stop it; return (stdout, stderr, datafile status)."""
+    cfg = tmp_path / "install.json"
+    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "sandbox", "--port", "0", "--data", str(tmp_path / "state"),
+         "--datafile", str(FIXTURE_DATAFILE), "--config-out", str(cfg), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        url = json.loads(cfg.read_text())["config"]["event_endpoint"].replace("/v1/events", "")
+        key = env["SANDBOX_KEY_UNDER_TEST"]
+        status = requests.get(f"{url}/datafiles/{key}.json", timeout=30).status_code
+        wrong = requests.get(f"{url}/datafiles/SandboxSdkKey.json", timeout=30).status_code
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return "".join(lines) + rest, err, f"{status}/{wrong}"
+
+
+def test_sdk_key_from_an_environment_variable_is_served_and_never_printed(tmp_path):
+    key = "EnvKey-7f3c9a1e"
+    out, err, statuses = _run_foreground(tmp_path, "--sdk-key-env", "MY_SANDBOX_KEY",
+                                         env={"MY_SANDBOX_KEY": key, "SANDBOX_KEY_UNDER_TEST": key})
+    assert statuses == "200/403"
+    assert key not in out and key not in err and key not in (tmp_path / "install.json").read_text()
+    assert "--sdk-key puts the key" not in err  # no deprecation warning on this path
+
+
+def test_sdk_key_on_the_command_line_still_works_with_a_warning(tmp_path):
+    key = "ArgvKey-51d2e0b4"
+    out, err, statuses = _run_foreground(tmp_path, "--sdk-key", key, env={"SANDBOX_KEY_UNDER_TEST": key})
+    assert statuses == "200/403"
+    assert "--sdk-key puts the key on the command line" in err and "--sdk-key-env" in err
+    assert key not in out and key not in err
+
+
+def test_sdk_key_env_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_SANDBOX_KEY", raising=False)
+    monkeypatch.setenv("SOME_SANDBOX_KEY", "k-1234")
+    base = ["sandbox", "--port", "0", "--data", str(tmp_path), "--datafile", str(FIXTURE_DATAFILE)]
+    assert main([*base, "--sdk-key-env", "NO_SUCH_SANDBOX_KEY"]) == 2
+    assert main([*base, "--sdk-key-env", "SOME_SANDBOX_KEY", "--sdk-key", "other"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("toolkit sandbox: error: ") for line in err)
+    assert "NO_SUCH_SANDBOX_KEY" in err[0] and "not both" in err[1]
