@@ -17,33 +17,19 @@ from .conftest import FIXTURE_DATAFILE
 
 
 def test_foreground_run_prints_urls_and_install_json_and_stops_on_sigint(tmp_path):
-    cfg = tmp_path / "install.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "sandbox", "--port", "0", "--data", str(tmp_path / "state"),
-         "--datafile", str(FIXTURE_DATAFILE), "--config-out", str(cfg)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("Ctrl-C"):
-                break
-        out = "".join(lines)
-        assert "sandbox listening on http://127.0.0.1:" in out
-        config = json.loads(cfg.read_text())
+    def while_running(config: dict) -> None:
         events_url = config["config"]["event_endpoint"]
         assert post(events_url, scenario()).status_code == 204
         assert requests.get(config["config"]["datafile_url"], timeout=30).status_code == 200
         # the install JSON is what the toolkit's config loader reads
         from toolkit.config import load_integration
 
-        integ = load_integration(cfg)
+        integ = load_integration(tmp_path / "install.json")
         assert integ.event_endpoint == events_url and integ.datafile_url == config["config"]["datafile_url"]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert "sandbox stopped: 23 events received, 22 stored, 1 duplicates" in rest
+
+    out, _ = _run_foreground(tmp_path, while_running)
+    assert "sandbox listening on http://127.0.0.1:" in out
+    assert "sandbox stopped: 23 events received, 22 stored, 1 duplicates" in out
 
 
 def test_export_e3_command(tmp_path, capsys):
@@ -66,45 +52,49 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys):
     assert "Traceback" not in "".join(err)
 
 
-def _run_foreground(tmp_path, *extra: str, env: dict[str, str] | None = None) -> tuple[str, str, str]:
-    """Start ``toolkit sandbox`` with ``extra``, wait for its install JSON, fetch the datafile with the
-    key ``env["SANDBOX_KEY_UNDER_TEST"]``, stop it; return (stdout, stderr, datafile status)."""
+def _run_foreground(tmp_path, while_running, *extra: str, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """Start ``toolkit sandbox`` with ``extra``, wait for its install JSON, call ``while_running(install
+    JSON)``, stop it with SIGINT; return its (stdout, stderr)."""
     cfg = tmp_path / "install.json"
-    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "toolkit", "sandbox", "--port", "0", "--data", str(tmp_path / "state"),
          "--datafile", str(FIXTURE_DATAFILE), "--config-out", str(cfg), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
     try:
         lines = []
         for line in proc.stdout:
             lines.append(line)
             if line.startswith("Ctrl-C"):
                 break
-        url = json.loads(cfg.read_text())["config"]["event_endpoint"].replace("/v1/events", "")
-        key = env["SANDBOX_KEY_UNDER_TEST"]
-        status = requests.get(f"{url}/datafiles/{key}.json", timeout=30).status_code
-        wrong = requests.get(f"{url}/datafiles/SandboxSdkKey.json", timeout=30).status_code
+        while_running(json.loads(cfg.read_text()))
     finally:
         proc.send_signal(signal.SIGINT)
         rest, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    return "".join(lines) + rest, err, f"{status}/{wrong}"
+    return "".join(lines) + rest, err
+
+
+def _serves_key(key: str):
+    """A ``while_running`` check: the CDN answers 200 for ``key`` and 403 for the default key."""
+    def check(config: dict) -> None:
+        base = config["config"]["event_endpoint"].removesuffix("/v1/events")
+        assert requests.get(f"{base}/datafiles/{key}.json", timeout=30).status_code == 200
+        assert requests.get(f"{base}/datafiles/SandboxSdkKey.json", timeout=30).status_code == 403
+    return check
 
 
 def test_sdk_key_from_an_environment_variable_is_served_and_never_printed(tmp_path):
     key = "EnvKey-7f3c9a1e"
-    out, err, statuses = _run_foreground(tmp_path, "--sdk-key-env", "MY_SANDBOX_KEY",
-                                         env={"MY_SANDBOX_KEY": key, "SANDBOX_KEY_UNDER_TEST": key})
-    assert statuses == "200/403"
+    out, err = _run_foreground(tmp_path, _serves_key(key), "--sdk-key-env", "MY_SANDBOX_KEY",
+                               env={"MY_SANDBOX_KEY": key})
     assert key not in out and key not in err and key not in (tmp_path / "install.json").read_text()
     assert "--sdk-key puts the key" not in err  # no deprecation warning on this path
 
 
 def test_sdk_key_on_the_command_line_still_works_with_a_warning(tmp_path):
     key = "ArgvKey-51d2e0b4"
-    out, err, statuses = _run_foreground(tmp_path, "--sdk-key", key, env={"SANDBOX_KEY_UNDER_TEST": key})
-    assert statuses == "200/403"
+    out, err = _run_foreground(tmp_path, _serves_key(key), "--sdk-key", key)
     assert "--sdk-key puts the key on the command line" in err and "--sdk-key-env" in err
     assert key not in out and key not in err
 
