@@ -187,24 +187,18 @@ def peak_rss_tree(cmd: list[str], env: dict[str, str], *, interval: float = 0.05
     """(peak RSS in MB summed over the command's process tree, seconds), sampled with psutil."""
     import psutil
 
+    from tests.benchmarks.bench_map import tree_rss
+
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        total = 0
-        try:
-            tree = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            break
-        for p in tree:
-            with contextlib.suppress(psutil.NoSuchProcess):  # a worker that ended since the listing
-                total += p.memory_info().rss
-        peak = max(peak, total)
-        time.sleep(interval)
-    _, err = proc.communicate()
+    root, peak = psutil.Process(proc.pid), 0
+    with contextlib.suppress(psutil.NoSuchProcess):  # the command ended between two samples
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(root))
+            time.sleep(interval)
+    err = proc.communicate()[1].decode()
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[2:4])} exited {proc.returncode}: {err.decode()[-500:]}")
+        raise RuntimeError(f"{' '.join(cmd[2:4])} exited {proc.returncode}: {err[-500:]}")
     return peak / 2**20, time.perf_counter() - t0
 
 

@@ -245,3 +245,16 @@ def test_bucket_decisions_map_the_whole_export_first(tmp_path, monkeypatch, caps
     assert "chunk_rows" not in led.run and led.run["decisions"] == "bucket"  # a resume maps it whole too
     assert led.events["synthesized"].any()  # bucketing saw every event
     assert set(server.uuid_counts()) == set(led.events["uuid"])
+
+
+def test_streamed_bodies_do_not_depend_on_the_number_of_mapping_workers(tmp_path, monkeypatch):
+    batches = {}
+    with EventServer() as server:
+        for workers in ("0", "2"):
+            ledger = tmp_path / f"w{workers}.sqlite"
+            args = _sample_args(tmp_path, server, ledger, "--chunk-rows", "100", "--workers", workers, "--dry-run")
+            _sample_key(tmp_path, monkeypatch)
+            assert main(args) == 0
+            batches[workers] = read_ledger(ledger).batches[["batch_id", "n_events", "bytes"]]
+        assert server.count == 0
+    assert len(batches["0"]) > 5 and batches["0"].equals(batches["2"])

@@ -135,7 +135,7 @@ def _load_events(args: argparse.Namespace, df):
         from ..mapping import map_export
 
         out = map_export(args.export, df, blueprint=blueprint, identity=args.identity, decisions=args.decisions,
-                         fmt=args.fmt, progress=_progress(args))
+                         fmt=args.fmt, progress=_progress(args), workers=args.workers)
         s = out.summary
         return out.events, lambda: _note(s.rows_in, s.mapped, s.skipped, s.quarantined)
     from ..map_export import iter_mapped
@@ -145,7 +145,7 @@ def _load_events(args: argparse.Namespace, df):
     def frames():
         for mc in iter_mapped(args.export, df, blueprint=blueprint or load_blueprint(), identity=args.identity,
                               decisions=args.decisions, fmt=args.fmt, progress=_progress(args),
-                              chunk_rows=args.chunk_rows):
+                              chunk_rows=args.chunk_rows, workers=args.workers):
             for i, n in enumerate((mc.rows_in, len(mc.events), sum(mc.skipped.values()), len(mc.quarantine))):
                 counts[i] += n
             yield mc.events
