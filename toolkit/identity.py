@@ -238,7 +238,10 @@ class IdentityGraph:
     distinct ids share a hash: with n ids the chance is about n**2 / 2**65 (3e-6 for 10 million).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, links: bool = True) -> None:
+        """``links=False``: counts only (:meth:`links` and a ``stitched`` resolver refuse), no
+        strings kept at all: what mapping under any other policy needs."""
+        self._keep_links = links
         self._visitors = _EMPTY_U64  # sorted distinct hashes of the visitor ids
         self._users = _EMPTY_U64  # sorted distinct hashes of the user ids seen with an anonymous id
         self._first_anon = _EMPTY_U64  # per user: the smallest hash of its anonymous ids
@@ -272,6 +275,8 @@ class IdentityGraph:
             return
         anon, user = _strings(pairs["anonymous_id"]), _strings(pairs["user_id"])
         self._merge_users(_hash64(user), _hash64(anon))
+        if not self._keep_links:
+            return
         ts = pairs["ts"].astype("Int64").fillna(_NO_TS).to_numpy(dtype=np.int64)
         first = _first_links(pa.Table.from_arrays([anon, user, pa.array(ts)], schema=_LINKS_SCHEMA))
         self._pending.append(first)
@@ -318,6 +323,8 @@ class IdentityGraph:
 
     def links(self) -> dict[str, str]:
         """anonymous id -> user id; the earliest link (then the smaller user id) wins."""
+        if not self._keep_links:
+            raise ValueError("this IdentityGraph counts only (links=False): build it with links=True to stitch")
         self._flush()
         return dict(zip(self._links.column("a").to_pylist(), self._links.column("u").to_pylist(), strict=True))
 

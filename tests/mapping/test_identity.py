@@ -119,6 +119,10 @@ def test_graph_chunked_equals_whole_equals_reference(rows, cuts, policy):
     chunked = _graph(parts)
     sent = _graph(pickle.loads(pickle.dumps(p)) for p in reversed(parts))  # via worker processes, any order
     assert _summary(chunked) == _summary(whole) == _summary(sent) == _reference(rows, policy)
+    counts = IdentityGraph(links=False)
+    for part in parts:
+        counts.merge(part)
+    assert (counts.multi_anonymous(), counts.visitors()) == _summary(whole)[1:]
     assert list(whole.links()) == sorted(whole.links())  # in anonymous id order, as before
 
 
@@ -144,6 +148,14 @@ def test_links_are_exact_and_counts_hashed(monkeypatch):
     clashing = _graph([IdentityGraph.extract(f, resolve_visitor_ids(f))])
     assert clashing.links() == honest.links()
     assert (clashing.multi_anonymous(), clashing.visitors()) == (0, 1)
+
+
+def test_a_counts_only_graph_keeps_no_links():
+    g = IdentityGraph(links=False)
+    g.add(frame(ROWS))
+    assert g.multi_anonymous() == 1 and g.resolver("user").policy == "user"
+    with pytest.raises(ValueError, match="links=True"):
+        g.resolver("stitched")
 
 
 def test_same_time_goes_to_the_smaller_user_whatever_the_chunking(monkeypatch):
