@@ -32,6 +32,7 @@ __all__ = ["DECISIONS", "MapSummary", "MapOutput", "MappedChunk", "iter_mapped",
 log = logging.getLogger(__name__)
 DECISIONS = ("export", "bucket", "none")
 MIN_POOL_ROWS = 20_000  # auto workers: exports in smaller chunks are mapped in this process
+WRITE_ROWS = 25_000  # events written to the JSON Lines file this many at a time
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,8 @@ def iter_mapped(
 
     ``workers``: how many processes map the chunks (the loader stays in this one; see
     :mod:`toolkit.map_pool`); ``0`` maps here; ``None`` (auto) uses one per CPU but this process's
-    when the export has more than one chunk of at least ``MIN_POOL_ROWS`` rows, else maps here.
-    The output does not depend on it."""
+    when the first chunk is full (more follow) and has ``MIN_POOL_ROWS`` rows at least, else maps
+    here. The output does not depend on it."""
     from tqdm.auto import tqdm
 
     if workers is not None and workers < 0:
@@ -162,7 +163,7 @@ def iter_mapped(
         ident = Identity(identity)
     chunks = iter(_chunks(path, fmt, blueprint, chunk_rows))
     if workers is None:
-        chunks, workers = _auto_workers(chunks)
+        chunks, workers = _auto_workers(chunks, chunk_rows)
     if workers == 0:
         for chunk in chunks:
             yield map_chunk(chunk, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes)
@@ -173,17 +174,25 @@ def iter_mapped(
                           workers=workers)
 
 
-def _auto_workers(chunks: Iterator) -> tuple[Iterator, int]:
-    """:func:`toolkit.map_pool.auto_workers` when the export has two chunks or more, the first one of
-    ``MIN_POOL_ROWS`` rows at least (below that, starting processes costs more than it saves); else
-    0. Reads up to two chunks ahead and gives them back in front of the rest."""
+def _auto_workers(chunks: Iterator, chunk_rows: int) -> tuple[Iterator, int]:
+    """:func:`toolkit.map_pool.auto_workers` when the first chunk is full (more follow, most likely)
+    and has ``MIN_POOL_ROWS`` rows at least (below that, starting processes costs more than it
+    saves); else 0. Reads the first chunk only (the workers start on it while the second is read)
+    and gives it back in front of the rest."""
     from .map_pool import auto_workers
 
-    head = list(itertools.islice(chunks, 2))
-    big = len(head) == 2 and head[0].rows_in >= MIN_POOL_ROWS
+    head = list(itertools.islice(chunks, 1))
+    big = bool(head) and head[0].rows_in >= max(chunk_rows, MIN_POOL_ROWS)
     n = auto_workers() if big else 0
     log.debug("auto workers: %d (%s)", n, "export in chunks" if big else "small export, mapped here")
     return itertools.chain(head, chunks), n
+
+
+def _append_in_slices(write, frame: pd.DataFrame, path, rows: int = WRITE_ROWS) -> None:
+    """``write(frame, path, append=True)`` a slice at a time: the writer makes a Python dict per row,
+    so a whole 200k-row chunk at once peaked ~200 MB higher (measured); the bytes are the same."""
+    for start in range(0, len(frame), rows):
+        write(frame.iloc[start:start + rows], path, append=True)
 
 
 def map_export(
@@ -251,7 +260,7 @@ def map_export(
             warns.update(mc.warnings)
             kinds.update(mc.events["kind"].value_counts().to_dict())
             if events_out is not None:
-                write_events_jsonl(mc.events, events_out, append=True)
+                _append_in_slices(write_events_jsonl, mc.events, events_out)
             if quarantine_out is not None and len(mc.quarantine):
                 write_quarantine_jsonl(mc.quarantine, quarantine_out, append=True)
             if keep:
@@ -270,7 +279,7 @@ def map_export(
         synth = conform(bucket_impressions(events, datafile, progress=progress), EVENTS)
         synthesized = len(synth)
         if events_out is not None and synthesized:
-            write_events_jsonl(synth, events_out, append=True)
+            _append_in_slices(write_events_jsonl, synth, events_out)
         events = pd.concat([events, synth], ignore_index=True)
     quarantine = pd.concat(kept_quarantine, ignore_index=True) if kept_quarantine else empty(QUARANTINE)
     summary = MapSummary(

@@ -199,9 +199,15 @@ def test_auto_workers_maps_small_exports_here_and_large_ones_in_the_other_cpus()
     def chunks(*sizes):
         return iter([SimpleNamespace(rows_in=n, i=i) for i, n in enumerate(sizes)])
 
-    for sizes, expected in [((MIN_POOL_ROWS,), 0), ((MIN_POOL_ROWS - 1, 5), 0),
-                            ((MIN_POOL_ROWS, 5), auto_workers()), ((MIN_POOL_ROWS,) * 4, auto_workers())]:
-        it, n = _auto_workers(chunks(*sizes))
+    big = MIN_POOL_ROWS * 2
+    for chunk_rows, sizes, expected in [
+        (big, (big - 1,), 0),  # the first chunk is not full: it is the only one
+        (big, (), 0),
+        (MIN_POOL_ROWS - 1, (MIN_POOL_ROWS - 1, 5), 0),  # small chunks: not worth a process
+        (big, (big, 5), auto_workers()),
+        (big, (big,) * 4, auto_workers()),
+    ]:
+        it, n = _auto_workers(chunks(*sizes), chunk_rows)
         assert n == expected and [c.i for c in it] == list(range(len(sizes)))  # nothing lost or reordered
     assert auto_workers() == len(os.sched_getaffinity(0)) - 1  # this process loads: one CPU is its own
 
