@@ -4,9 +4,9 @@ Why not the pool's pipes: a pipe moves 64 KiB per system call, and with the pool
 receiver threads competing for the GIL with a busy main thread, each call waited for a switch
 interval (5 ms): a 50 MB frame took seconds (measured: mapping in 2 processes was slower than in
 one). Here the object is pickled with protocol 5, its big buffers (Arrow columns, numpy arrays)
-out of band, and written with one write per buffer; the reader maps the file (copy on write, so
-the arrays stay writable), unlinks it, and unpickles with the buffers pointing into the mapping:
-no copy, no thread. Only the file's path goes through the pool's queue.
+out of band, and written with one write per buffer; the reader maps the file, unlinks it and
+unpickles with the arrays pointing into the mapping: one copy in all, no thread. Only the file's
+path goes through the pool's queue.
 
 Layout: ``<head length> <buffer count> <buffer lengths...>`` (little-endian u64), the pickle head,
 then each buffer starting at a multiple of 64 bytes.
@@ -51,8 +51,9 @@ def put(obj: Any, folder: str | os.PathLike[str]) -> str:
 
 
 def take(path: str | os.PathLike[str]) -> Any:
-    """The object :func:`put` wrote at ``path``; the file is removed (its pages live on as long as
-    the returned arrays use them)."""
+    """The object :func:`put` wrote at ``path``; the file is unlinked at once. Its pages are mapped
+    copy-on-write (the arrays stay writable) and live as long as the returned arrays use them;
+    mapping cost ~1 ms for 55 MB where reading into a buffer cost ~40 ms (measured)."""
     with open(path, "rb") as fh:
         mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
     os.unlink(path)
