@@ -13,8 +13,8 @@ blueprint, identity links, options) goes to each worker once, through the pool's
   for one pool per process (the server imports at the first pool just as a worker would) and its
   ~110 MB of modules then counted twice in the process tree's memory (measured).
 - Errors: an exception in a worker is raised here with the same type and message (the worker's
-  traceback is its ``__cause__``). A worker that dies (killed, out of memory) raises
-  ``BrokenProcessPool``; nothing hangs.
+  traceback is its ``__cause__``). A worker that dies (killed, out of memory) is a
+  :class:`~toolkit.errors.ToolkitError` saying so; nothing hangs.
 - Shutdown: closing the generator, an exception, or Ctrl-C (workers ignore SIGINT; this process
   gets it) cancels the queued chunks and joins the workers: no process is left behind.
 """
@@ -28,11 +28,13 @@ import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import spawn
 from multiprocessing.reduction import ForkingPickler
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from .errors import ToolkitError
 from .identity import Identity
 from .spool import Spool, put, take
 
@@ -144,6 +146,9 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int,
                 yield take(pending.popleft().result())
         while pending:
             yield take(pending.popleft().result())
+    except BrokenProcessPool as exc:
+        raise ToolkitError(f"a worker process ended abruptly (killed, or out of memory?): {exc}; run with "
+                           "fewer workers or smaller chunks") from exc
     finally:
         for fut in pending:
             fut.cancel()

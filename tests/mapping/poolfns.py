@@ -29,3 +29,12 @@ def fail_on_three(x: int) -> int:
 def slow(x: int) -> int:
     time.sleep(0.5)
     return x
+
+
+def die_on_two(x: int) -> int:
+    """A worker killed mid-chunk (out of memory, kill -9)."""
+    if x == 2:
+        import os
+
+        os._exit(9)
+    return x

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +20,7 @@ import pytest
 from tests.conftest import FIXTURES, REPO
 from toolkit.cli import main
 from toolkit.datafile import load_datafile
-from toolkit.errors import ExportError
+from toolkit.errors import ExportError, ToolkitError
 from toolkit.map_export import MIN_POOL_ROWS, _auto_workers, iter_mapped
 from toolkit.map_pool import auto_workers, ordered_map
 from toolkit.mapping import map_export
@@ -95,6 +96,12 @@ def test_a_worker_error_is_raised_with_its_type_and_message_after_the_earlier_re
         for x in ordered_map(poolfns.fail_on_three, range(8), workers=2):
             got.append(x)
     assert got == [0, 1, 2]
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang():
+    with pytest.raises(ToolkitError, match="worker process ended abruptly") as info:
+        list(ordered_map(poolfns.die_on_two, range(6), workers=2))
+    assert isinstance(info.value.__cause__, BrokenProcessPool)
 
 
 def test_a_loader_error_comes_after_the_results_of_the_chunks_read_before_it():
