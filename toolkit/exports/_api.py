@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -13,16 +15,28 @@ from ..errors import ExportError
 from ..payload import gc_paused
 from ._arrow import iter_csv_raw, iter_parquet_raw
 from ._chunk import ExportChunk, finish
-from ._jsonl import iter_jsonl_raw
+from ._jsonl import JsonlPart, iter_jsonl_parts, iter_jsonl_raw
 from ._source import resolve
 
-__all__ = ["iter_export", "load_export", "DEFAULT_REVENUE_KEYS", "DEFAULT_CHUNK_ROWS"]
+__all__ = ["iter_export", "iter_export_parts", "load_export", "ExportPart", "DEFAULT_REVENUE_KEYS",
+           "DEFAULT_CHUNK_ROWS"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REVENUE_KEYS: tuple[str, ...] = ("revenue", "total", "value")
 DEFAULT_CHUNK_ROWS = 200_000
 _READERS = {"jsonl": iter_jsonl_raw, "csv": iter_csv_raw, "parquet": iter_parquet_raw}
+
+
+def _prepare(path: str | os.PathLike[str], fmt: str | None, chunk_rows: int,
+             revenue_keys: Sequence[str]) -> tuple[Path, str, bool, tuple[str, ...]]:
+    if isinstance(revenue_keys, str) or not revenue_keys:
+        raise ExportError(f"revenue_keys must be a non-empty list of property names, got {revenue_keys!r}")
+    if not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ExportError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    p, resolved, gz = resolve(path, fmt)
+    log.debug("reading %s as %s%s in chunks of %d rows", p, resolved, " (gzip)" if gz else "", chunk_rows)
+    return p, resolved, gz, tuple(revenue_keys)
 
 
 def iter_export(
@@ -39,13 +53,7 @@ def iter_export(
     from the magic bytes. Row problems are quarantined; a file that cannot be read at all raises
     :class:`~toolkit.errors.ExportError` (before the first chunk when that can be known).
     """
-    if isinstance(revenue_keys, str) or not revenue_keys:
-        raise ExportError(f"revenue_keys must be a non-empty list of property names, got {revenue_keys!r}")
-    if not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ExportError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-    p, resolved, gz = resolve(path, fmt)
-    log.debug("reading %s as %s%s in chunks of %d rows", p, resolved, " (gzip)" if gz else "", chunk_rows)
-    keys = tuple(revenue_keys)
+    p, resolved, gz, keys = _prepare(path, fmt, chunk_rows, revenue_keys)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -66,6 +74,45 @@ def iter_export(
         reader.close()
         if bar is not None:
             bar.close()
+
+
+@dataclass(frozen=True)
+class ExportPart:
+    """One chunk of an export, for loading elsewhere (a worker process): picklable, and for JSON
+    Lines not parsed yet (its lines as bytes), so cutting parts costs the reader little.
+    ``load()`` gives the chunk :func:`iter_export` gives for the same rows."""
+
+    rows_in: int
+    jsonl: JsonlPart | None = None  # JSON Lines: the lines
+    chunk: ExportChunk | None = None  # CSV, Parquet: the chunk, loaded where the parts were cut
+
+    def load(self) -> ExportChunk:
+        if self.chunk is not None:
+            return self.chunk
+        assert self.jsonl is not None
+        with gc_paused():
+            return finish(self.jsonl.raw())
+
+
+def iter_export_parts(
+    path: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    revenue_keys: Sequence[str] = DEFAULT_REVENUE_KEYS,
+) -> Iterator[ExportPart]:
+    """The chunks of :func:`iter_export` (same arguments, same boundaries) as parts to load later.
+
+    JSON Lines parts carry their lines unparsed: a process pool can then parse in its workers,
+    the reader only cuts lines (~10x less work than loading). CSV and Parquet parts are loaded
+    here (their readers are columnar already)."""
+    p, resolved, gz, keys = _prepare(path, fmt, chunk_rows, revenue_keys)
+    if resolved != "jsonl":
+        for chunk in iter_export(p, fmt=resolved, chunk_rows=chunk_rows, revenue_keys=keys):
+            yield ExportPart(rows_in=chunk.rows_in, chunk=chunk)
+        return
+    for part in iter_jsonl_parts(p, gz, chunk_rows, keys):
+        yield ExportPart(rows_in=part.rows_in, jsonl=part)
 
 
 def load_export(path: str | os.PathLike[str], **kw) -> ExportChunk:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice, repeat
 from pathlib import Path
 from typing import Any
@@ -129,32 +130,107 @@ class _Columns:
         )
 
 
-def iter_jsonl_raw(path: Path, gz: bool, chunk_rows: int, revenue_keys: Sequence[str]) -> Iterator[RawColumns]:
+@dataclass(frozen=True)
+class _Block:
+    """Consecutive lines of the file (``cut``: instead, the detail of a gzip stream cut here)."""
+
+    lines: list[bytes]
+    first_line: int
+    full: bool  # the chunk holds chunk_rows rows after these lines
+    cut: str | None = None
+
+
+def _blocks(path: Path, gz: bool, chunk_rows: int) -> Iterator[_Block]:
+    """The file's lines a block at a time, with where each chunk ends: a chunk is ``chunk_rows``
+    rows, and every line that is not blank is one row (an event or a quarantine row)."""
     fh = gzip.open(path, "rb") if gz else open(path, "rb", buffering=1 << 20)  # noqa: SIM115
-    cols = _Columns(revenue_keys)
+    rows = 0  # in the chunk being filled
     lines_read = 0
     with fh:
         while True:
             block: list[bytes] = []
             cut: BaseException | None = None
             try:  # never more lines than rows still wanted: a chunk holds at most chunk_rows rows
-                block.extend(islice(fh, min(_BLOCK_LINES, chunk_rows - len(cols))))
+                block.extend(islice(fh, min(_BLOCK_LINES, chunk_rows - rows)))
             except _TRUNCATED as exc:
                 cut = exc  # the lines read before the cut are in block
             if block:
-                cols.add_block(block, lines_read + 1)
+                rows += len(block) - sum(map(bytes.isspace, block))
+                yield _Block(block, lines_read + 1, rows >= chunk_rows)
                 lines_read += len(block)
-            if len(cols) >= chunk_rows:
-                yield cols.raw()
-                cols = _Columns(revenue_keys)
+                rows = 0 if rows >= chunk_rows else rows
             if cut is not None:
                 if lines_read == 0:
                     raise ExportError(f"{path}: unreadable gzip data ({cut}); re-download or re-export the file")
-                cols.rejected.append((lines_read + 1, None, Reason.TRUNCATED_FILE.value,
-                                      clip(f"the gzip stream ends early after line {lines_read} ({cut}); the rest "
-                                           "of the export is missing: re-download or re-export the file")))
-                break
+                yield _Block([], lines_read + 1, False,
+                             clip(f"the gzip stream ends early after line {lines_read} ({cut}); the rest "
+                                  "of the export is missing: re-download or re-export the file"))
+                return
             if not block:
-                break
+                return
+
+
+def _add(cols: _Columns, block: _Block) -> None:
+    if block.cut is None:
+        cols.add_block(block.lines, block.first_line)
+    else:  # the lost tail is one row
+        cols.rejected.append((block.first_line, None, Reason.TRUNCATED_FILE.value, block.cut))
+
+
+def iter_jsonl_raw(path: Path, gz: bool, chunk_rows: int, revenue_keys: Sequence[str]) -> Iterator[RawColumns]:
+    cols = _Columns(revenue_keys)
+    for block in _blocks(path, gz, chunk_rows):
+        _add(cols, block)
+        if block.full:
+            yield cols.raw()
+            cols = _Columns(revenue_keys)
     if len(cols):
         yield cols.raw()
+
+
+@dataclass(frozen=True)
+class JsonlPart:
+    """One chunk's lines, not parsed yet: cheap to cut and to pickle, loaded anywhere (a worker
+    process) into the chunk ``iter_jsonl_raw`` gives for them."""
+
+    data: bytes  # the lines, each ending with a newline but maybe the last of the file
+    first_line: int
+    rows_in: int
+    revenue_keys: tuple[str, ...]
+    cut: str | None = None  # the detail of a truncated_file row after the lines
+
+    def raw(self) -> RawColumns:
+        lines = self.data.split(b"\n")  # lines without their newline read the same (see add_lines)
+        if self.data.endswith(b"\n") or not self.data:
+            lines.pop()
+        cols = _Columns(self.revenue_keys)
+        for i in range(0, len(lines), _BLOCK_LINES):
+            cols.add_block(lines[i:i + _BLOCK_LINES], self.first_line + i)
+        if self.cut is not None:
+            _add(cols, _Block([], self.first_line + len(lines), False, self.cut))
+        return cols.raw()
+
+
+def iter_jsonl_parts(path: Path, gz: bool, chunk_rows: int, revenue_keys: Sequence[str]) -> Iterator[JsonlPart]:
+    """The chunks of :func:`iter_jsonl_raw` as unparsed parts (same boundaries, same rows)."""
+    keys = tuple(revenue_keys)
+    pending: list[bytes] = []
+    first = 1
+    for block in _blocks(path, gz, chunk_rows):
+        if not pending:
+            first = block.first_line
+        if block.cut is not None:
+            yield _part(pending, first, keys, block.cut)
+            return
+        pending += block.lines
+        if block.full:
+            yield _part(pending, first, keys, None)
+            pending = []
+    last = _part(pending, first, keys, None)
+    if last.rows_in:  # blank lines after the last full chunk are no chunk
+        yield last
+
+
+def _part(lines: list[bytes], first: int, keys: tuple[str, ...], cut: str | None) -> JsonlPart:
+    rows = len(lines) - sum(map(bytes.isspace, lines)) + (cut is not None)
+    return JsonlPart(b"".join(lines), first, rows, keys, cut)
