@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -44,6 +44,7 @@ __all__ = [
     "Identity",
     "IdentityGraph",
     "GraphPart",
+    "LinkTable",
     "resolve_visitor_ids",
     "as_identity",
     "NAMESPACE",
@@ -223,6 +224,81 @@ def _first_links(table: pa.Table) -> pa.Table:
     return table.take(order).combine_chunks()
 
 
+class LinkTable(Mapping[str, str]):
+    """anonymous id -> user id, read-only, as two Arrow string arrays (one link per anonymous id):
+    what a ``stitched`` :class:`Identity` carries. A few dozen bytes a link, shared with the graph
+    that made it and pickled as two buffers, where a dict of str takes ~200 bytes a link.
+
+    Looked up through the 64-bit hashes of the anonymous ids (built on first use, not pickled),
+    then the ids themselves are compared: exact even when two ids share a hash.
+    """
+
+    _SLICE = 1 << 16  # ids turned into Python strings at once while hashing the table
+
+    def __init__(self, anonymous_ids: pa.Array, user_ids: pa.Array) -> None:
+        if len(anonymous_ids) != len(user_ids):
+            raise ValueError(f"LinkTable: {len(anonymous_ids)} anonymous ids for {len(user_ids)} user ids")
+        self._anon, self._user = anonymous_ids.cast(pa.large_string()), user_ids.cast(pa.large_string())
+        self._index: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self._anon)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._anon.to_pylist())
+
+    def __repr__(self) -> str:  # never the ids themselves
+        return f"LinkTable({len(self)} links)"
+
+    def __getstate__(self) -> dict:
+        return {"_anon": self._anon, "_user": self._user, "_index": None}
+
+    def _hash_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted hashes of the anonymous ids, their rows)."""
+        if self._index is None:
+            n, step = len(self._anon), self._SLICE
+            hashes = np.empty(n, dtype=np.uint64)
+            for i in range(0, n, step):
+                hashes[i:i + step] = _hash64(self._anon.slice(i, step).to_numpy(zero_copy_only=False))
+            rows = np.argsort(hashes, kind="stable")
+            self._index = (hashes[rows], rows)
+        return self._index
+
+    def _row(self, key: str) -> int:
+        hashes, rows = self._hash_index()
+        h = _hash64([key])[0]
+        for j in range(np.searchsorted(hashes, h, "left"), np.searchsorted(hashes, h, "right")):
+            if self._anon[int(rows[j])].as_py() == key:
+                return int(rows[j])
+        return -1
+
+    def __getitem__(self, key: str) -> str:
+        row = self._row(key) if isinstance(key, str) else -1
+        if row < 0:
+            raise KeyError(key)
+        return self._user[row].as_py()
+
+    def user_ids(self, anonymous_ids: pd.Series) -> pd.Series:
+        """The linked user id of each anonymous id (NA when it has none), vectorized."""
+        keys = anonymous_ids.astype("string")
+        at_rows = np.flatnonzero(keys.notna().to_numpy())
+        found = np.full(len(keys), -1, dtype=np.int64)
+        if len(at_rows) and len(self):
+            present = keys.iloc[at_rows]
+            hashes, rows = self._hash_index()
+            wanted = _hash64(present.array)
+            at = np.minimum(np.searchsorted(hashes, wanted), len(hashes) - 1)
+            hit = np.flatnonzero(hashes[at] == wanted)
+            cand = rows[at[hit]]
+            same = pc.equal(self._anon.take(pa.array(cand)), _strings(present.iloc[hit]))
+            same = same.to_numpy(zero_copy_only=False)
+            found[at_rows[hit[same]]] = cand[same]
+            for i in hit[~same]:  # the hash of another id: look further (ids sharing a hash)
+                found[at_rows[i]] = self._row(present.iloc[i])
+        users = self._user.take(pa.array(found, mask=found < 0))
+        return pd.Series(pd.arrays.ArrowStringArray(users), index=anonymous_ids.index)
+
+
 _LINKS_SCHEMA = pa.schema([("a", pa.large_string()), ("u", pa.large_string()), ("ts", pa.int64())])
 
 
@@ -321,16 +397,25 @@ class IdentityGraph:
         """How many user ids were seen with more than one anonymous id."""
         return int(self._multi.sum())
 
-    def links(self) -> dict[str, str]:
-        """anonymous id -> user id; the earliest link (then the smaller user id) wins."""
+    def _check_links(self) -> None:
         if not self._keep_links:
             raise ValueError("this IdentityGraph counts only (links=False): build it with links=True to stitch")
+
+    def links(self) -> dict[str, str]:
+        """anonymous id -> user id; the earliest link (then the smaller user id) wins."""
+        self._check_links()
         self._flush()
         return dict(zip(self._links.column("a").to_pylist(), self._links.column("u").to_pylist(), strict=True))
 
     def resolver(self, policy: str) -> Identity:
-        links = self.links() if policy == "stitched" else {}
-        return Identity(policy, MappingProxyType(links))
+        """The :class:`Identity` of ``policy``; for ``stitched`` its links are a :class:`LinkTable`
+        sharing this graph's arrays (no copy)."""
+        if policy != "stitched":
+            return Identity(policy)
+        self._check_links()
+        self._flush()
+        return Identity(policy, LinkTable(self._links.column("a").combine_chunks(),
+                                          self._links.column("u").combine_chunks()))
 
 
 def as_identity(identity: str | Identity, frame: pd.DataFrame | None = None) -> Identity:
@@ -353,6 +438,10 @@ def resolve_visitor_ids(frame: pd.DataFrame, identity: str | Identity = "user_or
     if ident.policy == "user":
         return user
     if ident.policy == "stitched" and ident.links:
-        linked = anon.map(ident.links.get, na_action="ignore").astype("string")
+        links = ident.links
+        if isinstance(links, LinkTable):
+            linked = links.user_ids(anon)
+        else:
+            linked = anon.map(links.get, na_action="ignore").astype("string")
         return user.fillna(linked).fillna(anon)
     return user.fillna(anon)

@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 from toolkit import identity as identity_module
 from toolkit.contracts import Reason
-from toolkit.identity import POLICIES, GraphPart, Identity, IdentityGraph, event_uuids, resolve_visitor_ids
+from toolkit.identity import (
+    POLICIES,
+    GraphPart,
+    Identity,
+    IdentityGraph,
+    LinkTable,
+    event_uuids,
+    resolve_visitor_ids,
+)
 from toolkit.mapping import map_events
 
 from .builders import frame, row
@@ -101,6 +109,10 @@ def _graph(parts) -> IdentityGraph:
     return g
 
 
+def _ids(f, ident) -> list:
+    return [None if pd.isna(v) else v for v in resolve_visitor_ids(f, ident)]
+
+
 def _summary(g: IdentityGraph) -> tuple[dict, int, int]:
     return g.links(), g.multi_anonymous(), g.visitors()
 
@@ -119,6 +131,11 @@ def test_graph_chunked_equals_whole_equals_reference(rows, cuts, policy):
     chunked = _graph(parts)
     sent = _graph(pickle.loads(pickle.dumps(p)) for p in reversed(parts))  # via worker processes, any order
     assert _summary(chunked) == _summary(whole) == _summary(sent) == _reference(rows, policy)
+    if rows:  # the stitched resolver's LinkTable maps like a dict of the links, here and pickled
+        f = frame(rows)
+        by_dict = _ids(f, Identity("stitched", whole.links()))
+        assert _ids(f, whole.resolver("stitched")) == _ids(f, pickle.loads(pickle.dumps(sent.resolver("stitched"))))
+        assert _ids(f, whole.resolver("stitched")) == by_dict
     counts = IdentityGraph(links=False)
     for part in parts:
         counts.merge(part)
@@ -148,6 +165,21 @@ def test_links_are_exact_and_counts_hashed(monkeypatch):
     clashing = _graph([IdentityGraph.extract(f, resolve_visitor_ids(f))])
     assert clashing.links() == honest.links()
     assert (clashing.multi_anonymous(), clashing.visitors()) == (0, 1)
+
+
+def test_link_table_is_exact_when_ids_share_a_hash(monkeypatch):
+    g = IdentityGraph()
+    g.add(frame(ROWS))
+    g.add(frame([row(None, type="identify", anonymous_id="b1", user_id="u2", timestamp=1)]))
+    honest = g.resolver("stitched").links
+    monkeypatch.setattr(identity_module, "_hash64", lambda values: np.zeros(len(list(values)), dtype=np.uint64))
+    clashing = g.resolver("stitched")
+    assert isinstance(clashing.links, LinkTable) and clashing.links == honest == g.links()
+    assert (clashing.links["a2"], clashing.links["b1"], clashing.links.get("a3")) == ("u1", "u2", None)
+    assert _ids(frame(ROWS), clashing) == ["u1", "u1", "u1", "u1", "u1", "a3", None, None]
+    assert repr(clashing.links) == "LinkTable(3 links)"  # never the ids
+    with pytest.raises(KeyError):
+        clashing.links["u1"]
 
 
 def test_a_counts_only_graph_keeps_no_links():
