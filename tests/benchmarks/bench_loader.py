@@ -14,7 +14,9 @@ Rows, measured side by side in one run (median of 3, spread reported):
   the sample's defects do, is refused whole: what an Arrow-read JSONL path would start from). On the
   2-core dev machine Arrow's read alone took more CPU than orjson's parse, and a full Arrow path
   (struct properties written back as canonical JSON column-wise, with orjson for the rows Arrow
-  cannot be trusted on) measured ~15-20% more CPU than the orjson loader: the loader keeps orjson;
+  cannot be trusted on) measured ~15-20% more CPU than the orjson loader: the loader keeps orjson.
+  Also noted: the CPU rate of ``iter_export_parts`` (chunks cut as unparsed lines, for a process
+  pool to load in its workers): what the reading process still does when workers load;
 - peak RSS of a process that loads the JSONL export chunk by chunk, target <= 2 GB.
 
 Run: ``make bench`` (or ``pytest -m bench tests/benchmarks/bench_loader.py -s``); the tiny run at
@@ -104,6 +106,12 @@ def _load(path: Path) -> int:
     return sum(chunk.rows_in for chunk in iter_export(path))
 
 
+def _cut_parts(path: Path) -> int:
+    from toolkit.exports import iter_export_parts
+
+    return sum(part.rows_in for part in iter_export_parts(path))
+
+
 def _parse_only(path: Path) -> int:
     n = 0
     loads, error = orjson.loads, orjson.JSONDecodeError
@@ -179,7 +187,8 @@ def run_loader_bench(out: Path, rows: int, *, repeat: int = 3) -> LoaderBench:
     bound = measure(lambda: _parse_only(files["jsonl"]), repeat=repeat)
     cpu = {"jsonl": measure_cpu(lambda: _load(files["jsonl"]), repeat=repeat),
            "bound": measure_cpu(lambda: _parse_only(files["jsonl"]), repeat=repeat),
-           "arrow_json": measure_cpu(lambda: _arrow_json(files["jsonl"]), repeat=repeat)}
+           "arrow_json": measure_cpu(lambda: _arrow_json(files["jsonl"]), repeat=repeat),
+           "parts": measure_cpu(lambda: _cut_parts(files["jsonl"]), repeat=repeat)}
     assert counts["parquet"] == counts["csv"] >= rows and counts["jsonl"] >= rows
     _, refused, blocks = _arrow_json(files["jsonl"])
     return LoaderBench(rows=counts["parquet"], per_format=per_format, bound=bound,
@@ -203,7 +212,8 @@ def rows_for(result: LoaderBench) -> list[BenchRow]:
                         notes=f"bound spread {result.bound.spread:.0%}; CPU rows/s: loader "
                               f"{cpu_rps['jsonl']:,.0f}, orjson parse {cpu_rps['bound']:,.0f}, "
                               f"pyarrow.json read {cpu_rps['arrow_json']:,.0f} ({result.arrow_refused[0]}/"
-                              f"{result.arrow_refused[1]} blocks refused: their failed tries counted)",
+                              f"{result.arrow_refused[1]} blocks refused: their failed tries counted); "
+                              f"iter_export_parts (cut, not parsed) {cpu_rps['parts']:,.0f}",
                         extra={f"cpu_rows_per_s_{k}": v for k, v in cpu_rps.items()}))
     out.append(BenchRow(name=f"loader peak RSS, {n} rows (jsonl)", toolkit=result.peak_rss_mb, anchor=None,
                         unit="MB", anchor_name="", target="<= 2048 MB", met=result.peak_rss_mb <= TARGET_PEAK_MB))
@@ -228,6 +238,6 @@ def test_loader_benchmark_runs_at_tiny_size(tmp_path):
     rows = rows_for(result)
     assert [r.unit for r in rows] == ["rows/s", "rows/s", "rows/s", "MB"]
     assert all(r.toolkit > 0 for r in rows) and rows[2].anchor and rows[2].anchor > 0
-    assert set(rows[2].extra) == {"cpu_rows_per_s_jsonl", "cpu_rows_per_s_bound", "cpu_rows_per_s_arrow_json"}
+    assert set(rows[2].extra) == {f"cpu_rows_per_s_{k}" for k in ("jsonl", "bound", "arrow_json", "parts")}
     assert all(v > 0 for v in rows[2].extra.values())
     assert 0 < result.peak_rss_mb < 100_000
