@@ -66,11 +66,14 @@ WITH ranked AS (
 
 _VISITORS = _FIRST + "SELECT variation_id, COUNT(*), MIN(ts), MAX(ts) FROM first GROUP BY variation_id"
 
+# One pass over conversions in storage order, each probing the (small, materialized) first decisions
+# through an automatic index on visitor_id. NOT INDEXED keeps SQLite off the dedup index for the
+# entity_id filter: walking it meant a random table read per conversion (1M events: 7.7 -> ~2 CPU-s).
 _CONVERSIONS = _FIRST + """
 SELECT f.variation_id, c.entity_id, COUNT(DISTINCT c.visitor_id), COUNT(*),
        COALESCE(SUM(c.revenue), 0), COALESCE(SUM(c.value), 0.0), MAX(c.timestamp)
-FROM first f
-JOIN conversions c ON c.visitor_id = f.visitor_id AND c.timestamp > f.ts
+FROM conversions c NOT INDEXED
+CROSS JOIN first f ON f.visitor_id = c.visitor_id AND c.timestamp > f.ts
 WHERE c.entity_id IN (SELECT value FROM json_each(:events))
   AND c.received_at <= :cutoff AND c.timestamp BETWEEN :start AND :end
 GROUP BY f.variation_id, c.entity_id
