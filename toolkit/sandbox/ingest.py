@@ -204,19 +204,20 @@ def _check_header(body: dict, catalog: Catalog, problems: _Problems) -> None:
 
 
 def _pick_decision(
-    decisions: list[dict], entity_id: str, catalog: Catalog, path: str, problems: _Problems
+    decisions: list[dict], entity_id: str, catalog: Catalog, at: tuple[int, int], problems: _Problems
 ) -> tuple[dict | None, str | None]:
-    """The decision that goes with an impression event, or the drop reason."""
+    """The decision that goes with an impression event, or the drop reason (``at``: visitor and
+    snapshot index, for the path of a problem)."""
     first_reason: str | None = DropReason.NO_DECISION
     chosen: dict | None = None
     for j, d in enumerate(decisions):
         if type(d) is not dict:
-            problems.add(f"{path}.decisions[{j}]", f"expected an object, got {_kind(d)}")
+            problems.add(f"{_path(*at)}.decisions[{j}]", f"expected an object, got {_kind(d)}")
             continue
         campaign_id, experiment_id, variation_id = d.get("campaign_id"), d.get("experiment_id"), d.get("variation_id")
         if type(campaign_id) is not str or type(experiment_id) is not str or type(variation_id) is not str:
             for name in ("campaign_id", "experiment_id", "variation_id"):
-                _str_field(d, name, f"{path}.decisions[{j}]", problems)
+                _str_field(d, name, f"{_path(*at)}.decisions[{j}]", problems)
             continue
         exp = catalog.experiments.get(experiment_id)
         reason = None
@@ -248,6 +249,7 @@ def check_body(body: dict[str, Any], catalog: Catalog, *, received_at: float) ->
     add_decision = out.decisions.append
     add_conversion = out.conversions.append
     dumps = orjson.dumps
+    n_events = 0
 
     def drop(at: tuple[int, int, int], ev: dict, reason: str) -> None:
         out.dropped[reason] += 1
@@ -300,12 +302,12 @@ def check_body(body: dict[str, Any], catalog: Catalog, *, received_at: float) ->
                     continue
                 if visitor_id is None:
                     continue
-                out.n_events += 1
+                n_events += 1
                 if key == CAMPAIGN_ACTIVATED:
                     if entity_id not in catalog.campaigns:
                         drop((i, s, e), ev, DropReason.UNKNOWN_CAMPAIGN)
                         continue
-                    d, reason = _pick_decision(decisions or [], entity_id, catalog, _path(i, s), problems)
+                    d, reason = _pick_decision(decisions or [], entity_id, catalog, (i, s), problems)
                     if d is None:
                         drop((i, s, e), ev, reason or DropReason.NO_DECISION)
                         continue
@@ -341,6 +343,7 @@ def check_body(body: dict[str, Any], catalog: Catalog, *, received_at: float) ->
                 ))
     if problems:
         raise BodyError(f"invalid body: {len(problems)} problem(s)", list(problems))
+    out.n_events = n_events
     return out
 
 
