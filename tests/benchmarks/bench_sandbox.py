@@ -1,4 +1,5 @@
-"""Sandbox ingest speed: 1000-event bodies, target >= 100k events/s on a 2-core machine.
+"""Sandbox ingest speed: 1000-event bodies, target >= 100k events/s on a 2-core machine; and the
+results endpoints (Results API JSON, CSV, E3 export) on a large store (1M events).
 
 Two rows: over HTTP (the sandbox as its own process, ``toolkit sandbox``, fed by two keep-alive
 client threads in this process: the figure a replay sees) and in-process (validation + SQLite,
@@ -28,13 +29,24 @@ import requests
 
 from tests.benchmarks.harness import BenchRow, Measurement, measure
 from toolkit.datafile import load_datafile
-from toolkit.sandbox import Catalog, Store, check_body, decode_body
+from toolkit.sandbox import (
+    Catalog,
+    Store,
+    attribute,
+    check_body,
+    decode_body,
+    export_e3,
+    results_csv,
+    results_json,
+)
 from toolkit.sandbox.ingest import gc_paused
+from toolkit.sandbox.results import experiment_event_ids
 
 pytestmark = pytest.mark.bench
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "datafile.json"
 TARGET = 100_000  # events/s
+RESULTS_TARGET = 5.0  # s for the Results API JSON / CSV of one experiment over 1M events ("a few seconds")
 
 
 def _body(b: int, visitors: int = 100, per_visitor: int = 10) -> bytes:
@@ -78,6 +90,55 @@ def test_ingest_in_process(bench, request, tmp_path):
 
 def test_ingest_over_http(bench, request, tmp_path):
     bench.add(run_over_http(_scale(request), tmp_path))
+
+
+def test_results_on_a_large_store(bench, request, tmp_path):
+    for row in run_results(100 if request.config.getoption("--bench-scale") == "tiny" else 1000, tmp_path):
+        bench.add(row)
+
+
+def run_results(n: int, tmp_path: Path, repeat: int = 3) -> list[BenchRow]:
+    """``n`` 1000-event bodies stored (a tenth decisions), then the Results API JSON and the CSV of
+    the experiment (each an attribution over the whole store) and the E3 export."""
+    df = load_datafile(FIXTURE)
+    catalog = Catalog.from_datafile(df)
+    store = Store(tmp_path / "results", background=True)
+    try:
+        for i in range(n):
+            with gc_paused():
+                p = check_body(decode_body(_body(i), "application/json"), catalog, received_at=time.time())
+                store.append(p.decisions, p.conversions, {"events.received": p.n_events})
+        assert store.counters()["events.stored"] == n * 1000
+        exp = df.experiments["50001"]
+        events = [e for e, _ in experiment_event_ids(df, exp.id)]
+        cpu: dict[str, list[float]] = {"json": [], "csv": [], "e3": []}
+
+        def timed(kind: str, fn) -> None:
+            c0 = time.process_time()
+            fn()
+            cpu[kind].append(time.process_time() - c0)
+
+        def results(render) -> None:
+            att = attribute(store, exp.id, events)
+            assert att.total_visitors == n * 100 and att.tally("70001", "40001").total == n * 450
+            render(exp, df, att, now_ms=0)
+
+        m_json = measure(lambda: timed("json", lambda: results(results_json)), repeat=repeat)
+        m_csv = measure(lambda: timed("csv", lambda: results(results_csv)), repeat=repeat)
+        m_e3 = measure(lambda: timed("e3", lambda: export_e3(store, tmp_path / "e3")), repeat=1)
+    finally:
+        store.close()
+    load = f"load {os.getloadavg()[0]:.1f}"
+    rows = []
+    for name, m, kind in (("Results API JSON", m_json, "json"), ("results CSV export", m_csv, "csv")):
+        rows.append(BenchRow(f"sandbox {name}, {n * 1000:,} events", m.median, RESULTS_TARGET, "s",
+                             "target: a few seconds", f"< {RESULTS_TARGET:g} s", m.median < RESULTS_TARGET,
+                             spread=m.spread, notes=f"{_median(cpu[kind]):.2f} CPU-s; {load}",
+                             extra={"cpu_s": _median(cpu[kind])}))
+    rows.append(BenchRow(f"sandbox E3 export, {n * 1000:,} events", m_e3.median, None, "s", "", "report",
+                         True, notes=f"{cpu['e3'][0]:.2f} CPU-s (Arrow threads included); {load}",
+                         extra={"cpu_s": cpu["e3"][0]}))
+    return rows
 
 
 def run_in_process(n: int, tmp_path: Path, repeat: int = 3) -> BenchRow:
