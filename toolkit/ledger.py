@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import threading
 import uuid as _uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -194,13 +195,15 @@ def _event_rows(body: Body) -> list[tuple]:
 class Ledger:
     """A delivery ledger file. Open with :meth:`create` (a new run) or :meth:`open` (resume).
 
-    Not shared between threads: the delivery worker writes it from its coordinating thread.
+    Safe to share between threads: every transaction and read holds the ledger's lock (the
+    delivery worker commits bodies on a ledger thread and records outcomes from its own).
     """
 
     def __init__(self, path: Path, conn: sqlite3.Connection, *, resumed: bool = False) -> None:
         self.path = path
         self._conn = conn
         self._resumed = resumed  # bodies new to the ledger may carry events an earlier body carried
+        self._lock = threading.RLock()
 
     # ---- opening ---------------------------------------------------------------------------
     @classmethod
@@ -265,15 +268,18 @@ class Ledger:
     def _write(self, what: str, fn) -> None:
         """Run ``fn(conn)`` in one transaction; a failure rolls back and raises LedgerError."""
         conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            fn(conn)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise LedgerError(f"ledger {self.path}: cannot record {what} ({exc}); the ledger is unchanged by "
-                              "this step: free space or fix permissions, then run again with --resume") from None
+        with self._lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                fn(conn)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if not isinstance(exc, sqlite3.Error):
+                    raise
+                raise LedgerError(f"ledger {self.path}: cannot record {what} ({exc}); the ledger is unchanged by "
+                                  "this step: free space or fix permissions, then run again with --resume") from None
 
     def set_run(self, info: Mapping[str, Any]) -> None:
         rows = []
@@ -338,23 +344,27 @@ class Ledger:
         self._write(f"the outcome of {len(results)} batch(es)", fn)
 
     # ---- reading ---------------------------------------------------------------------------
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
     def run_info(self) -> dict[str, str]:
-        return dict(self._conn.execute("SELECT key, value FROM run").fetchall())
+        return dict(self._read("SELECT key, value FROM run"))
 
     def batch_ids(self, statuses: Iterable[str] = FINISHED) -> set[str]:
         statuses = tuple(statuses)
-        q = f"SELECT batch_id FROM batches WHERE status IN ({', '.join('?' * len(statuses))})"
-        return {r[0] for r in self._conn.execute(q, statuses)}
+        return {r[0] for r in self._read(
+            f"SELECT batch_id FROM batches WHERE status IN ({', '.join('?' * len(statuses))})", statuses)}
 
     def summary(self) -> dict[str, Any]:
         """Counts: events by status, batches by status, requests."""
-        ev = dict(self._conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status").fetchall())
-        ba = dict(self._conn.execute("SELECT status, COUNT(*) FROM batches GROUP BY status").fetchall())
-        (n_req,) = self._conn.execute("SELECT COUNT(*) FROM requests").fetchone()
+        ev = dict(self._read("SELECT status, COUNT(*) FROM events GROUP BY status"))
+        ba = dict(self._read("SELECT status, COUNT(*) FROM batches GROUP BY status"))
+        ((n_req,),) = self._read("SELECT COUNT(*) FROM requests")
         return _summary(ev, ba, n_req)
 
     def integrity_check(self) -> str:
-        return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+        return self._read("PRAGMA integrity_check")[0][0]
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):

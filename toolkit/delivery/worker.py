@@ -24,6 +24,7 @@ from ..ledger import BatchResult, Ledger, RequestRecord
 from ..payload import EVENT_API_LIMIT
 from ..secrets import mask_url
 from .ratelimit import TokenBucket
+from .recorder import Recorder
 from .retry import RetryPolicy, classify_response
 from .transport import RequestsTransport, Transport
 
@@ -191,7 +192,7 @@ def deliver(
                dynamic_ncols=True, leave=False)
 
     def settle(results: list[BatchResult], n_events: dict[str, int]) -> None:
-        book.finish(results)
+        book.finish([r for r in results if r.status != "pending"])  # pending: recorded as such already
         for r in results:
             n = n_events.pop(r.batch_id)
             t.add(r.status, n)
@@ -220,12 +221,13 @@ def deliver(
     it = iter(bodies)
     exhausted = False
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
+    sender = None if dry_run else _Sender(transport, endpoint, headers, timeout, retry, limiter, stop, seed)  # type: ignore[arg-type]
+    recorder = Recorder(book, pool, sender, stop)
     try:
-        sender = None if dry_run else _Sender(transport, endpoint, headers, timeout, retry, limiter, stop, seed)  # type: ignore[arg-type]
         while True:
-            # each body is committed (in_flight, or pending in a dry run) and handed to the pool as
-            # soon as it is built: bodies come from a generator that may be mapping the export, so
-            # a built body never waits for the next ones
+            # each body is handed over as soon as it is built (bodies come from a generator that may
+            # be mapping the export): the ledger thread commits it, in_flight (pending in a dry run),
+            # then the pool sends it, while this thread builds the next ones
             while not exhausted and len(pending) < window:
                 body = next(it, None)
                 if body is None:
@@ -242,13 +244,8 @@ def deliver(
                 if body.size > max_bytes:
                     book.begin([body], status="pending")
                     settle([_too_big(body, max_bytes)], n_events)
-                elif dry_run:
-                    book.begin([body], status="pending")
-                    t.pending += n_events.pop(body.batch_id)
-                    bar.update(body.n_events)
                 else:
-                    book.begin([body])  # committed as in_flight before any byte is sent
-                    pending[pool.submit(sender, body)] = body  # type: ignore[arg-type]
+                    pending[recorder.submit(body, "pending" if dry_run else "in_flight")] = body
                 collect(done_now(), wait_first=False)  # outcomes recorded while the next bodies are built
             if not pending:
                 if exhausted:
@@ -262,6 +259,7 @@ def deliver(
         stop.set()
         for f in pending:
             f.cancel()
+        recorder.shutdown()
         pool.shutdown(wait=True)
         finished_now = [f.result() for f in pending if f.done() and not f.cancelled() and f.exception() is None]
         try:
@@ -270,6 +268,7 @@ def deliver(
             log.debug("could not record the bodies that finished during the interruption", exc_info=True)
         raise
     finally:
+        recorder.shutdown()
         pool.shutdown(wait=True)
         bar.close()
         if own_transport and transport is not None:
