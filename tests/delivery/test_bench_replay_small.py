@@ -14,7 +14,8 @@ def test_replay_benchmark_runs_end_to_end_at_tiny_size(tmp_path):
     # the sink saw exactly what the three paths sent: nothing lost, nothing invented
     assert result.sink_events == result.expected_sink_events
     assert min(result.toolkit_eps, result.sdk_eps, result.ceiling_eps) > 0 and result.toolkit_cpu > 0
-    assert len(result.lines()) == 4 and "x (target >= 20x)" in result.lines()[3]
+    assert result.sdk_cpu > 0 and result.cpu_ratio > 0
+    assert len(result.lines()) == 4 and "x (target >= 20x; per CPU second" in result.lines()[3]
     led = read_ledger(tmp_path / "bench.sqlite")
     assert set(led.events["status"]) == {"delivered"}
     assert led.run["chunk_rows"] == "200000"  # the product path: `toolkit replay --export`, streamed
