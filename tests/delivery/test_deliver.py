@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections import Counter
 
@@ -239,3 +240,24 @@ def pd_isna(v) -> bool:
     import pandas as pd
 
     return bool(pd.isna(v))
+
+
+def test_every_body_is_committed_in_flight_before_its_first_byte_is_sent(bodies, tmp_path):
+    from toolkit.delivery import MockTransport, TransportResponse
+
+    path = tmp_path / "run.sqlite"
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(req):  # runs in a sender thread: what does the ledger on disk say about this body now?
+        bid = hashlib.sha256(req.data).hexdigest()[:16]
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
+            row = conn.execute("SELECT status FROM batches WHERE batch_id = ?", (bid,)).fetchone()
+            n = conn.execute("SELECT COUNT(*) FROM event_rows WHERE batch_id = ?", (bid,)).fetchone()[0]
+        seen.append((row[0] if row else None, n))
+        return TransportResponse(204)
+
+    report = deliver(bodies, endpoint="http://127.0.0.1:9/v1/events", ledger=path, progress=False, concurrency=4,
+                     transport=MockTransport(handler))
+    assert report.exit_code == 0 and len(seen) == len(bodies)
+    counts = sorted(b.n_events for b in bodies)
+    assert all(status == "in_flight" for status, _ in seen) and sorted(n for _, n in seen) == counts
