@@ -231,3 +231,15 @@ def test_an_inbox_left_by_an_earlier_version_is_settled(tmp_path):
     assert store.query("SELECT uuid, revenue FROM conversions") == [("old", None)]
     assert _inbox_rows(tmp_path) == 0
     store.close()
+
+
+def test_counter_only_appends_keep_the_inbox_wal_bounded(tmp_path):
+    """400s and faults only bump counters and never call for a settle (which checkpoints the inbox):
+    their commits still checkpoint the WAL once it holds 2048 pages."""
+    store = Store(tmp_path, settle_rows=10**9)
+    page = sqlite3.connect(tmp_path / INBOX_NAME).execute("PRAGMA page_size").fetchone()[0]
+    for _ in range(1500):  # two WAL frames per bump: 3000 frames unbounded
+        store.bump({"requests.400": 1})
+    assert (tmp_path / f"{INBOX_NAME}-wal").stat().st_size <= 2100 * (page + 24)
+    assert store.counters() == {"requests.400": 1500}
+    store.close()
