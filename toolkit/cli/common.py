@@ -59,5 +59,6 @@ def add_mapping_args(g, *, defaults: bool = True) -> None:
                    help="impressions from the export's activation events (default export), plus offline "
                    "bucketing (bucket), or none")
     g.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="processes that map the export's chunks (0: map in this process; default: one per "
-                   "CPU when the export has several chunks). The output is the same whatever N")
+                   help="processes that map the export's chunks while this one reads it (0: map here; "
+                   "default: one per CPU but one, when the export has several chunks). The output is the "
+                   "same whatever N")
