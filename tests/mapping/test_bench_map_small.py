@@ -3,6 +3,7 @@ is judged by `make bench`, not by a timed unit test)."""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 
 import psutil
@@ -22,6 +23,7 @@ def test_map_benchmark_runs_end_to_end_at_tiny_size(tmp_path, monkeypatch):
     assert result.toolkit_eps > 0 and result.sdk_eps > 0 and result.sdk_events > 0 and result.cpu_ratio > 0
     assert "ratio toolkit / sdk" in result.lines()[2] and set(result.phases) == {"load + map", "bodies", "workers"}
     assert (result.phases_cpu["workers"] > 0) == (auto_workers() > 0)  # the workers' CPU is counted
+    assert 0 < result.main_cpu < statistics.median(result.toolkit_cpu) and "this process's CPU" in result.lines()[3]
 
 
 def test_memory_benchmark_samples_the_map_command(tmp_path):
