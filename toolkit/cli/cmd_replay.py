@@ -131,7 +131,7 @@ def _load_events(args: argparse.Namespace, df):
     from ..blueprint import load_blueprint
 
     blueprint = load_blueprint(args.blueprint) if args.blueprint else None
-    if args.chunk_rows is None:  # the whole export first (--decisions bucket, or a run that did so)
+    if args.chunk_rows is None or args.decisions == "bucket":  # the whole export first: bucketing needs it all
         from ..mapping import map_export
 
         out = map_export(args.export, df, blueprint=blueprint, identity=args.identity, decisions=args.decisions,
