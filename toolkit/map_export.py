@@ -101,6 +101,14 @@ def _chunks(path, fmt, blueprint: Blueprint, chunk_rows: int):
     return iter_export(path, fmt=fmt, chunk_rows=chunk_rows, revenue_keys=blueprint.revenue_keys)
 
 
+def _parts(path, fmt, blueprint: Blueprint, chunk_rows: int):
+    """The chunks of :func:`_chunks`, cut but (JSON Lines) not parsed: whoever maps a part loads it,
+    so with a pool the parsing runs in the workers and this process only cuts lines."""
+    from .exports import iter_export_parts
+
+    return iter_export_parts(path, fmt=fmt, chunk_rows=chunk_rows, revenue_keys=blueprint.revenue_keys)
+
+
 @dataclass(frozen=True)
 class MappedChunk:
     """One chunk of the export, mapped: its events, every quarantined row (the loader's and the
@@ -145,9 +153,9 @@ def iter_mapped(
     replay consume). ``identity="stitched"`` first reads the export once for the identify links,
     into ``graph`` when given; otherwise the caller merges each chunk's ``graph`` part itself.
 
-    ``workers``: how many processes map the chunks (the loader stays in this one; see
-    :mod:`toolkit.map_pool`); ``0`` maps here; ``None`` (auto) uses one per CPU but this process's
-    when the first chunk is full (more follow) and has ``MIN_POOL_ROWS`` rows at least, else maps
+    ``workers``: how many processes load and map the chunks (this one only cuts the export into
+    parts, see :func:`toolkit.exports.iter_export_parts` and :mod:`toolkit.map_pool`); ``0`` maps
+    here; ``None`` (auto) uses one per CPU when the first chunk is full (more follow) and has ``MIN_POOL_ROWS`` rows at least, else maps
     here. The output does not depend on it."""
     from tqdm.auto import tqdm
 
@@ -161,16 +169,16 @@ def iter_mapped(
         ident = links.resolver("stitched")
     else:
         ident = Identity(identity)
-    chunks = iter(_chunks(path, fmt, blueprint, chunk_rows))
+    parts = iter(_parts(path, fmt, blueprint, chunk_rows))
     if workers is None:
-        chunks, workers = _auto_workers(chunks, chunk_rows)
+        parts, workers = _auto_workers(parts, chunk_rows)
     if workers == 0:
-        for chunk in chunks:
-            yield map_chunk(chunk, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes)
+        for part in parts:
+            yield map_chunk(part.load(), datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes)
         return
     from .map_pool import map_chunks
 
-    yield from map_chunks(chunks, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes,
+    yield from map_chunks(parts, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes,
                           workers=workers)
 
 

@@ -1,8 +1,9 @@
-"""Map loaded export chunks in worker processes, results in export order.
+"""Load and map export chunks in worker processes, results in export order.
 
-The loader stays in the calling process (it handles every format, gzip, errors and the stitched
-first pass); each loaded chunk is sent to a worker that runs :func:`toolkit.map_export.map_chunk`
-and sends the :class:`~toolkit.map_export.MappedChunk` back. What every chunk needs (datafile,
+The calling process cuts the export into parts (:func:`toolkit.exports.iter_export_parts`: JSON
+Lines parts are their lines, unparsed; CSV and Parquet parts are loaded there, their readers being
+columnar) and runs the stitched first pass; each part is sent to a worker that loads it and runs
+:func:`toolkit.map_export.map_chunk`, and sends the :class:`~toolkit.map_export.MappedChunk` back. What every chunk needs (datafile,
 blueprint, identity links, options) goes to each worker once, through the pool's initializer.
 
 - Order: results come back in the order the chunks were read, whatever the workers' speed.
@@ -60,13 +61,14 @@ _state: dict[str, Any] = {}  # in a worker: what every chunk is mapped with (set
 
 
 def auto_workers() -> int:
-    """How many processes map by default: one per CPU this process may run on, less the one this
-    process keeps busy loading chunks and using the results (0 on a single CPU: map here)."""
+    """How many processes map by default: one per CPU this process may run on (this process only
+    cuts the export into parts and uses the results: the loading and mapping are the workers'),
+    0 on a single CPU (map here)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
-    return max(0, cpus - 1)
+    return cpus if cpus > 1 else 0
 
 
 _WORKER_NAME = "toolkit-map-worker"
@@ -164,18 +166,20 @@ def _init_mapper(datafile, blueprint, ident: Identity, decisions: str, max_bytes
     _state.update(datafile=datafile, blueprint=blueprint, ident=ident, decisions=decisions, max_bytes=max_bytes)
 
 
-def _map_one(chunk):
+def _map_one(part):
+    """In a worker: load one export part (JSON Lines: parse its lines) and map it."""
     from .map_export import map_chunk
 
     s = _state
-    return map_chunk(chunk, s["datafile"], s["blueprint"], s["ident"], decisions=s["decisions"],
+    return map_chunk(part.load(), s["datafile"], s["blueprint"], s["ident"], decisions=s["decisions"],
                      max_bytes=s["max_bytes"])
 
 
-def map_chunks(chunks: Iterable, datafile, blueprint, ident: Identity, *, decisions: str, max_bytes: int,
+def map_chunks(parts: Iterable, datafile, blueprint, ident: Identity, *, decisions: str, max_bytes: int,
                workers: int, in_flight: int | None = None) -> Iterator:
-    """:func:`toolkit.map_export.map_chunk` over ``chunks`` in ``workers`` processes, in order."""
+    """Load and :func:`toolkit.map_export.map_chunk` each export part (:class:`toolkit.exports.ExportPart`)
+    in ``workers`` processes, in order."""
     log.debug("mapping in %d worker processes", workers)
     args = (datafile, blueprint, ident, decisions, max_bytes)
-    return ordered_map(_map_one, chunks, workers=workers, initializer=_init_mapper, initargs=args,
+    return ordered_map(_map_one, parts, workers=workers, initializer=_init_mapper, initargs=args,
                        in_flight=in_flight)
