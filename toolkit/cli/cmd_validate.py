@@ -81,7 +81,8 @@ def run(args: argparse.Namespace, redactor: Redactor) -> int:
         from ..mapping import map_export
 
         mapped = map_export(args.export, datafile, blueprint=blueprint, identity=args.identity,
-                            decisions=args.decisions, fmt=args.fmt, progress=not args.no_progress)
+                            decisions=args.decisions, fmt=args.fmt, progress=not args.no_progress,
+                            workers=args.workers)
         events, quarantine = mapped.events, mapped.quarantine
         print(f"mapped        {mapped.summary.rows_in} rows in: {mapped.summary.mapped} events, "
               f"{mapped.summary.quarantined} quarantined, {mapped.summary.skipped} skipped", file=out)
