@@ -28,7 +28,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -37,6 +36,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+
+from tests.benchmarks.harness import peak_rss_tree
 
 N_EVENTS = int(os.environ.get("BENCH_MAP_EVENTS", "1000000"))
 SDK_EVENTS = int(os.environ.get("BENCH_MAP_SDK_EVENTS", "20000"))
@@ -272,40 +273,13 @@ def run_map_bench(tmp: Path, *, n_events: int = N_EVENTS, sdk_events: int = SDK_
     )
 
 
-def tree_rss(proc) -> int:
-    """RSS of a process and all its descendants (the fork server and the map workers), bytes. Pages
-    the workers share with the fork server count once per process: an upper bound."""
-    import psutil
-
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
-
-
 def peak_rss_of_map(export: Path, datafile: Path, out_dir: Path, *, interval: float = 0.05) -> tuple[float, float]:
     """(peak RSS in MB, seconds) of ``toolkit map`` on ``export``, sampled with psutil over the
     process tree (the command plus its map workers)."""
-    import psutil
-
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "toolkit", "map", "--export", str(export), "--datafile", str(datafile),
            "--out", str(out_dir / "events.jsonl"), "--no-progress"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    watched = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, tree_rss(watched))
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(interval)
-    _, err = proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"toolkit map exited {proc.returncode}: {err.decode()[-500:]}")
-    return peak / 2**20, time.perf_counter() - t0
+    return peak_rss_tree(cmd, interval=interval)
 
 
 def run_memory_bench(tmp: Path, sizes: tuple[int, ...] = MEMORY_ROWS) -> dict[int, tuple[float, float]]:

@@ -22,7 +22,6 @@ rows. Sizes: ``BENCH_REPLAY_EVENTS`` (export rows, default 1000000), ``BENCH_REP
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.benchmarks.harness import peak_rss_tree
 from tests.delivery.sink import Sink
 
 N_EVENTS = int(os.environ.get("BENCH_REPLAY_EVENTS", "1000000"))  # rows of the generated export
@@ -189,25 +189,6 @@ def run_replay_bench(work_dir: Path, *, events: int = N_EVENTS, sdk_events: int 
         sdk_events=len(conv), sdk_eps=sdk_eps, sdk_cpu=sdk_cpu, ceiling_eps=ceiling, sink_events=counted,
         expected_sink_events=sent + sum(b.n_events for b in prebuilt) + len(conv), delivered=delivered,
     )
-
-
-def peak_rss_tree(cmd: list[str], env: dict[str, str], *, interval: float = 0.05) -> tuple[float, float]:
-    """(peak RSS in MB summed over the command's process tree, seconds), sampled with psutil."""
-    import psutil
-
-    from tests.benchmarks.bench_map import tree_rss
-
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root, peak = psutil.Process(proc.pid), 0
-    with contextlib.suppress(psutil.NoSuchProcess):  # the command ended between two samples
-        while proc.poll() is None:
-            peak = max(peak, tree_rss(root))
-            time.sleep(interval)
-    err = proc.communicate()[1].decode()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[2:4])} exited {proc.returncode}: {err[-500:]}")
-    return peak / 2**20, time.perf_counter() - t0
 
 
 def run_replay_memory_bench(tmp: Path, sizes: tuple[int, ...] = MEMORY_ROWS) -> dict[int, tuple[float, float]]:

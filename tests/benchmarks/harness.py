@@ -101,3 +101,38 @@ class BenchCollector:
         }
         path.write_text(json.dumps(payload, indent=2))
         return path
+
+
+def tree_rss(proc) -> int:
+    """RSS of a process and all its descendants (a fork server and its workers), bytes. Pages the
+    workers share with the fork server count once per process: an upper bound."""
+    import contextlib
+
+    import psutil
+
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+def peak_rss_tree(cmd: list[str], env: dict[str, str] | None = None, *,
+                  interval: float = 0.05) -> tuple[float, float]:
+    """(peak RSS in MB summed over the command's process tree, seconds), sampled with psutil."""
+    import contextlib
+    import subprocess
+
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root, peak = psutil.Process(proc.pid), 0
+    with contextlib.suppress(psutil.NoSuchProcess):  # the command ended between two samples
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(root))
+            time.sleep(interval)
+    err = proc.communicate()[1].decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[2:4])} exited {proc.returncode}: {err[-500:]}")
+    return peak / 2**20, time.perf_counter() - t0

@@ -9,7 +9,8 @@ import subprocess
 import psutil
 
 import toolkit.map_export
-from tests.benchmarks.bench_map import run_map_bench, run_memory_bench, tree_rss
+from tests.benchmarks.bench_map import run_map_bench, run_memory_bench
+from tests.benchmarks.harness import tree_rss
 from toolkit.map_pool import auto_workers
 
 
