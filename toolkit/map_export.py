@@ -243,7 +243,7 @@ def map_export(
             Path(out_path).parent.mkdir(parents=True, exist_ok=True)
             Path(out_path).write_bytes(b"")  # truncate: each run writes its files whole
 
-    graph = IdentityGraph()
+    graph = IdentityGraph(links=identity == "stitched")  # other policies only count: no id strings kept
     rows_in = mapped = 0
     by_reason: Counter[str] = Counter()
     by_skip: Counter[str] = Counter()

@@ -18,7 +18,9 @@ blueprint, identity links, options) goes to each worker once, through the pool's
   traceback is its ``__cause__``). A worker that dies (killed, out of memory) is a
   :class:`~toolkit.errors.ToolkitError` saying so; nothing hangs.
 - Shutdown: closing the generator, an exception, or Ctrl-C (workers ignore SIGINT; this process
-  gets it) cancels the queued chunks and joins the workers: no process is left behind.
+  gets it; the CLI turns SIGTERM into the same path) cancels the queued chunks and joins the
+  workers: no process is left behind. If this process is killed outright (SIGKILL), each worker
+  notices within a second that it is gone and exits.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -107,8 +111,37 @@ def _context() -> mp.context.BaseContext:
     return _Context()
 
 
-def _ignore_sigint(init: Callable[..., None] | None, args: tuple) -> None:
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A killed process whose parent has not reaped it yet is
+    a zombie: ``kill(pid, 0)`` still succeeds on it, so Linux's /proc state is read first."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # pragma: no cover - no /proc (not Linux)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _watch_parent(pid: int, interval: float = 1.0) -> None:
+    """In a worker: end this process when the process that made the pool is gone (killed with
+    SIGKILL, or crashed): nobody would ever collect our results, and the fork server that started
+    us does not stop its children."""
+    while _alive(pid):
+        time.sleep(interval)
+    os._exit(1)
+
+
+def _worker_init(parent: int, init: Callable[..., None] | None, args: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which shuts us down
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
     if init is not None:
         init(*args)
 
@@ -129,8 +162,8 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int,
     as it would in a plain loop."""
     limit = max(1, in_flight or 2 * workers + 1)
     spool = Spool()
-    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_ignore_sigint,
-                               initargs=(initializer, initargs))
+    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_worker_init,
+                               initargs=(os.getpid(), initializer, initargs))
     pending: deque[Future[str]] = deque()
     try:
         source = iter(items)

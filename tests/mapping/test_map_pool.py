@@ -178,6 +178,37 @@ def test_ctrl_c_stops_the_mapping_with_no_process_left(tmp_path):
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_toolkit_map_leaves_no_process(tmp_path, sig):
+    """``kill PID`` (SIGTERM, what schedulers and ``timeout`` send) shuts the pool down as Ctrl-C
+    does: exit 143, one line. ``kill -9`` gives no chance to clean up: the workers notice their
+    parent is gone and exit. Either way no fork server or worker is left running."""
+    from tests.benchmarks.bench_map import write_export
+
+    export = write_export(tmp_path / "export.jsonl", 300_000)
+    cmd = [sys.executable, "-m", "toolkit", "map", "--export", str(export), "--datafile",
+           str(FIXTURES / "datafile.json"), "--out", str(tmp_path / "events.jsonl"), "--no-progress",
+           "--workers", "2", "--chunk-rows", "20000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    me, deadline = psutil.Process(proc.pid), time.monotonic() + 60
+    tree: list[psutil.Process] = []
+    while proc.poll() is None and time.monotonic() < deadline:  # wait for the fork server and both workers
+        tree = me.children(recursive=True)
+        if sum("forkserver" in " ".join(p.cmdline()) for p in tree) >= 1 and len(tree) >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the export was mapped before the pool could be seen: make it bigger"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)  # the pipes close when every process holding them ended
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143, err[-2000:]
+        assert err.strip().splitlines() == ["toolkit map: terminated"]
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
 def _process(pid: int) -> psutil.Process | None:
     try:
         return psutil.Process(pid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -54,7 +55,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so that cleanup runs as for Ctrl-C (worker processes
+    shut down, the ledger records what finished) before the command exits 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _on_sigterm() -> object:
+    """Install the SIGTERM handler when this is the main thread (else leave signals alone)."""
+    try:
+        return signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (an embedding application): its signals, its rules
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = _on_sigterm()
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -72,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"toolkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"toolkit {args.command}: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         return 1
     except OSError as exc:  # a path the command cannot read or write (permissions, read-only, full disk)
