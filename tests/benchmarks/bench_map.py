@@ -37,15 +37,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.benchmarks.harness import peak_rss_tree
+from tests.benchmarks.harness import add_rss_rows, peak_rss_tree
 
 N_EVENTS = int(os.environ.get("BENCH_MAP_EVENTS", "1000000"))
 SDK_EVENTS = int(os.environ.get("BENCH_MAP_SDK_EVENTS", "20000"))
 REPEAT = int(os.environ.get("BENCH_MAP_REPEAT", "3"))
 MEMORY_ROWS = tuple(int(x) for x in os.environ.get("BENCH_MAP_MEMORY_ROWS", "1000000,10000000").split(",") if x)
 TARGET = 10.0
-RSS_LIMIT_MB = 2048.0
-RSS_GROWTH = 0.25
 
 
 def _spread(xs: list[float]) -> float:
@@ -321,16 +319,4 @@ def test_bench_map(tmp_path, bench, request):
     sizes = (2_000, 20_000) if tiny else MEMORY_ROWS
     if not sizes:
         return
-    rss = run_memory_bench(tmp_path, sizes)
-    for rows, (peak, seconds) in rss.items():
-        print(f"toolkit map {rows:,} rows: peak RSS {peak:,.0f} MB in {seconds:.0f} s")
-        bench.add(BenchRow(name=f"toolkit map peak RSS, {rows:,} rows", toolkit=peak, anchor=None, unit="MB",
-                           anchor_name="", target=f"<= {RSS_LIMIT_MB:,.0f} MB", met=peak <= RSS_LIMIT_MB,
-                           extra={"seconds": seconds}))
-    if len(rss) >= 2:
-        (small, (p_small, _)), (large, (p_large, _)) = min(rss.items()), max(rss.items())
-        growth = p_large / p_small - 1
-        print(f"peak RSS growth {small:,} -> {large:,} rows: {growth:+.0%} (target < {RSS_GROWTH:.0%})")
-        bench.add(BenchRow(name=f"toolkit map RSS growth {small:,} -> {large:,}", toolkit=growth * 100,
-                           anchor=None, unit="%", anchor_name="", target=f"< {RSS_GROWTH:.0%}",
-                           met=growth < RSS_GROWTH, notes=f"{p_small:,.0f} MB -> {p_large:,.0f} MB"))
+    add_rss_rows(bench, "toolkit map", run_memory_bench(tmp_path, sizes), notes="summed over the process tree")

@@ -36,15 +36,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.benchmarks.harness import peak_rss_tree
+from tests.benchmarks.harness import add_rss_rows, peak_rss_tree
 from tests.delivery.sink import Sink
 
 N_EVENTS = int(os.environ.get("BENCH_REPLAY_EVENTS", "1000000"))  # rows of the generated export
 SDK_EVENTS = 20_000  # the SDK path is measured on a slice: it is ~two orders of magnitude slower
 MEMORY_ROWS = tuple(int(x) for x in os.environ.get("BENCH_REPLAY_MEMORY_ROWS", "1000000,10000000").split(",") if x)
 TARGET = 20.0
-RSS_LIMIT_MB = 2048.0
-RSS_GROWTH = 0.25
 KEY = "BenchReplaySdkKey"  # the toolkit reads the SDK key from the environment
 
 
@@ -235,16 +233,5 @@ def test_bench_replay(tmp_path, bench, request):
     sizes = (2_000, 20_000) if tiny else MEMORY_ROWS
     if not sizes:
         return
-    rss = run_replay_memory_bench(tmp_path, sizes)
-    for rows, (peak, seconds) in rss.items():
-        print(f"toolkit replay --dry-run {rows:,} rows: peak RSS {peak:,.0f} MB (process tree) in {seconds:.0f} s")
-        bench.add(BenchRow(name=f"toolkit replay --dry-run peak RSS, {rows:,} rows", toolkit=peak, anchor=None,
-                           unit="MB", anchor_name="", target=f"<= {RSS_LIMIT_MB:,.0f} MB", met=peak <= RSS_LIMIT_MB,
-                           notes="summed over the process tree", extra={"seconds": seconds}))
-    if len(rss) >= 2:
-        (small, (p_small, _)), (large, (p_large, _)) = min(rss.items()), max(rss.items())
-        growth = p_large / p_small - 1
-        print(f"replay peak RSS growth {small:,} -> {large:,} rows: {growth:+.0%} (target < {RSS_GROWTH:.0%})")
-        bench.add(BenchRow(name=f"toolkit replay RSS growth {small:,} -> {large:,}", toolkit=growth * 100,
-                           anchor=None, unit="%", anchor_name="", target=f"< {RSS_GROWTH:.0%}",
-                           met=growth < RSS_GROWTH, notes=f"{p_small:,.0f} MB -> {p_large:,.0f} MB"))
+    add_rss_rows(bench, "toolkit replay --dry-run", run_replay_memory_bench(tmp_path, sizes),
+                 notes="summed over the process tree")

@@ -136,3 +136,25 @@ def peak_rss_tree(cmd: list[str], env: dict[str, str] | None = None, *,
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[2:4])} exited {proc.returncode}: {err[-500:]}")
     return peak / 2**20, time.perf_counter() - t0
+
+
+RSS_LIMIT_MB = 2048.0  # issue 10 row 6: peak RSS of a command at most 2 GB ...
+RSS_GROWTH = 0.25  # ... and growing by less than 25% from the smallest to the largest export
+
+
+def add_rss_rows(bench: BenchCollector, command: str, rss: dict[int, tuple[float, float]], *,
+                 notes: str = "") -> None:
+    """Rows for ``command``'s peak RSS at each size (rows -> (MB, seconds)), and its growth from the
+    smallest to the largest size, against the 2 GB and 25% targets; printed as they are added."""
+    for rows, (peak, seconds) in rss.items():
+        print(f"{command} {rows:,} rows: peak RSS {peak:,.0f} MB in {seconds:.0f} s")
+        bench.add(BenchRow(name=f"{command} peak RSS, {rows:,} rows", toolkit=peak, anchor=None, unit="MB",
+                           anchor_name="", target=f"<= {RSS_LIMIT_MB:,.0f} MB", met=peak <= RSS_LIMIT_MB,
+                           notes=notes, extra={"seconds": seconds}))
+    if len(rss) >= 2:
+        (small, (p_small, _)), (large, (p_large, _)) = min(rss.items()), max(rss.items())
+        growth = p_large / p_small - 1
+        print(f"{command} peak RSS growth {small:,} -> {large:,} rows: {growth:+.0%} (target < {RSS_GROWTH:.0%})")
+        bench.add(BenchRow(name=f"{command.split(' --')[0]} RSS growth {small:,} -> {large:,}", toolkit=growth * 100,
+                           anchor=None, unit="%", anchor_name="", target=f"< {RSS_GROWTH:.0%}",
+                           met=growth < RSS_GROWTH, notes=f"{p_small:,.0f} MB -> {p_large:,.0f} MB"))
