@@ -327,9 +327,12 @@ class IdentityGraph:
         self._pending_rows = 0
 
     @staticmethod
-    def extract(frame: pd.DataFrame, visitor_ids: pd.Series | None = None) -> GraphPart:
+    def extract(frame: pd.DataFrame, visitor_ids: pd.Series | None = None, *, pairs: bool = True) -> GraphPart:
         """The part of the graph one chunk of NORMALIZED rows gives (``visitor_ids``: the visitor
-        ids of that chunk's mapped events, counted by :meth:`visitors`)."""
+        ids of that chunk's mapped events, counted by :meth:`visitors`). ``pairs=False`` leaves
+        the id pairs out (they were merged already, e.g. by a first pass over the export)."""
+        if not pairs:
+            frame = frame.iloc[:0]
         anon, user = _blank_to_na(frame["anonymous_id"]), _blank_to_na(frame["user_id"])
         both = anon.notna() & user.notna()
         ts = frame["timestamp"].astype("Int64")[both].fillna(pd.NA)

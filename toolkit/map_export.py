@@ -131,7 +131,8 @@ def map_chunk(chunk, datafile: Datafile, blueprint: Blueprint, ident: Identity, 
     if len(chunk.quarantine):  # the loader's rejects and ours, in export order
         quarantine = pd.concat([conform(chunk.quarantine, QUARANTINE), res.quarantine], ignore_index=True)
         quarantine = quarantine.sort_values("source_row", kind="stable").reset_index(drop=True)
-    part = IdentityGraph.extract(chunk.events, res.events["visitor_id"])
+    # stitched: the first pass merged every link already; the chunk adds only its visitors
+    part = IdentityGraph.extract(chunk.events, res.events["visitor_id"], pairs=ident.policy != "stitched")
     return MappedChunk(int(chunk.rows_in), res.events, quarantine, res.skipped, res.warnings, part)
 
 
@@ -151,7 +152,8 @@ def iter_mapped(
 ) -> Iterator[MappedChunk]:
     """The export mapped chunk by chunk, in export order (what ``map_export`` and a streaming
     replay consume). ``identity="stitched"`` first reads the export once for the identify links,
-    into ``graph`` when given; otherwise the caller merges each chunk's ``graph`` part itself.
+    into ``graph`` when given. Each chunk's ``graph`` part is what the chunk adds beyond that (for
+    stitched, its visitors only): a caller keeping counts merges every part into the same graph.
 
     ``workers``: how many processes load and map the chunks (this one only cuts the export into
     parts, see :func:`toolkit.exports.iter_export_parts` and :mod:`toolkit.map_pool`); ``0`` maps
@@ -258,10 +260,7 @@ def map_export(
                               fmt=fmt, progress=progress, chunk_rows=chunk_rows, max_bytes=max_bytes,
                               graph=graph, workers=workers):
             rows_in += mc.rows_in
-            if identity == "stitched":  # the links are in the graph already; count the visitors
-                graph.merge(GraphPart(mc.graph.pairs.iloc[:0], mc.graph.visitor_ids))
-            else:
-                graph.merge(mc.graph)
+            graph.merge(mc.graph)
             mapped += len(mc.events)
             by_reason.update(mc.quarantine["reason"].value_counts().to_dict())
             by_skip.update(mc.skipped)
