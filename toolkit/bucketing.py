@@ -166,7 +166,7 @@ def bucket_impressions(
     ``$opt_bucketing_id``); visitors without an entry are evaluated with no attributes.
     The result is sorted by timestamp, visitor and experiment; the input is not modified.
     """
-    from tqdm.auto import tqdm
+    from .progress import Bar
 
     events = conform(events, EVENTS)
     pairs = _candidate_pairs(events, datafile)
@@ -176,7 +176,7 @@ def bucket_impressions(
     attrs = attributes or {}
     no_attrs: dict[str, Any] = {}
     assigned: list[str | None] = []
-    for visitor_id, experiment_id in tqdm(
+    for visitor_id, experiment_id in Bar(
         zip(pairs["visitor_id"].tolist(), pairs["experiment_id"].tolist(), strict=True),
         total=len(pairs), desc="bucketing (optimizely-sdk)", unit="decision", disable=not progress,
     ):

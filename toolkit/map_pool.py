@@ -10,10 +10,14 @@ blueprint, identity links, options) goes to each worker once, through the pool's
 - Memory: at most ``in_flight`` chunks are sent and not yet handed back (default twice the
   workers plus one: the one more lets this process read a third chunk while a new worker starts,
   ~1 s of imports, instead of waiting), so memory stays flat however long the export.
-- Start method: ``forkserver`` (safe in threaded processes and Jupyter kernels, unlike ``fork``).
-  Each worker imports the toolkit once. The fork server preloads nothing: preloading saved no time
-  for one pool per process (the server imports at the first pool just as a worker would) and its
-  ~110 MB of modules then counted twice in the process tree's memory (measured).
+- Start method: ``fork`` when this process runs no other thread (a CLI command, a script): the
+  workers start with everything imported and set up, at no cost. Otherwise (Jupyter kernels, a
+  progress monitor or a ledger thread running) ``forkserver``, as forking a threaded process can
+  leave a lock held forever in the child: each worker then imports the toolkit once, ~0.8 CPU-s
+  (2 workers: ~15% of mapping 1M rows, measured) and that long before the first chunk starts. The
+  fork server preloads nothing: preloading saved no time for one pool per process (the server
+  imports at the first pool just as a worker would) and its ~110 MB of modules then counted twice
+  in the process tree's memory (measured).
 - Errors: an exception in a worker is raised here with the same type and message (the worker's
   traceback is its ``__cause__``). A worker that dies (killed, out of memory) is a
   :class:`~toolkit.errors.ToolkitError` saying so; nothing hangs.
@@ -44,7 +48,7 @@ from .errors import ToolkitError
 from .identity import Identity
 from .spool import Spool, put, take
 
-__all__ = ["auto_workers", "ordered_map", "map_chunks"]
+__all__ = ["auto_workers", "ordered_map", "map_chunks", "start_method"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,7 +110,16 @@ class _Context(type(_BASE)):  # type: ignore[misc]
     Process = _Worker
 
 
-def _context() -> mp.context.BaseContext:
+def start_method() -> str:
+    """``fork`` when it is safe (this process runs one thread only), else ``forkserver``."""
+    if "fork" in mp.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return _METHOD
+
+
+def _context(method: str) -> mp.context.BaseContext:
+    if method == "fork":
+        return mp.get_context("fork")
     spawn.get_preparation_data = _preparation_data  # unchanged for every process that is not our worker
     return _Context()
 
@@ -141,6 +154,7 @@ def _watch_parent(pid: int, interval: float = 1.0) -> None:
 
 def _worker_init(parent: int, init: Callable[..., None] | None, args: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which shuts us down
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits the CLI's handler
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
     if init is not None:
         init(*args)
@@ -153,16 +167,18 @@ def _call(fn: Callable[[Any], Any], path: str, folder: str) -> str:
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int,
                 initializer: Callable[..., None] | None = None, initargs: tuple = (),
-                in_flight: int | None = None) -> Iterator[R]:
+                in_flight: int | None = None, method: str | None = None) -> Iterator[R]:
     """``map(fn, items)`` in ``workers`` processes, lazily and in order, with at most ``in_flight``
     items sent and not yet yielded. ``fn`` and ``initializer`` must be importable functions.
     Items and results go through files (:mod:`toolkit.spool`), only their paths through the pool.
 
     An error raised while reading ``items`` comes after the results of the items read before it,
-    as it would in a plain loop."""
+    as it would in a plain loop. ``method``: the start method (default :func:`start_method`)."""
     limit = max(1, in_flight or 2 * workers + 1)
+    method = method or start_method()
+    log.debug("%d worker processes (%s)", workers, method)
     spool = Spool()
-    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_worker_init,
+    pool = ProcessPoolExecutor(workers, mp_context=_context(method), initializer=_worker_init,
                                initargs=(os.getpid(), initializer, initargs))
     pending: deque[Future[str]] = deque()
     try:
@@ -212,7 +228,6 @@ def map_chunks(parts: Iterable, datafile, blueprint, ident: Identity, *, decisio
                workers: int, in_flight: int | None = None) -> Iterator:
     """Load and :func:`toolkit.map_export.map_chunk` each export part (:class:`toolkit.exports.ExportPart`)
     in ``workers`` processes, in order."""
-    log.debug("mapping in %d worker processes", workers)
     args = (datafile, blueprint, ident, decisions, max_bytes)
     return ordered_map(_map_one, parts, workers=workers, initializer=_init_mapper, initargs=args,
                        in_flight=in_flight)

@@ -37,7 +37,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.benchmarks.harness import add_rss_rows, peak_rss_tree
+from tests.benchmarks.harness import add_rss_rows, peak_rss_tree, pool_workers
 
 N_EVENTS = int(os.environ.get("BENCH_MAP_EVENTS", "1000000"))
 SDK_EVENTS = int(os.environ.get("BENCH_MAP_SDK_EVENTS", "20000"))
@@ -149,19 +149,13 @@ def write_export(path: Path, n: int, *, seed: int = 3) -> Path:
 
 
 def _worker_cpu() -> dict[int, float]:
-    """CPU seconds of this process's map workers so far (children of the fork server), by pid."""
-    import multiprocessing.forkserver
-
+    """CPU seconds of this process's map workers so far, by pid."""
     import psutil
 
-    fs = multiprocessing.forkserver._forkserver._forkserver_pid
     out = {}
-    try:
-        for p in psutil.Process(fs).children() if fs else []:
-            with contextlib.suppress(psutil.Error):
-                out[p.pid] = sum(p.cpu_times()[:2])
-    except psutil.Error:
-        pass
+    for p in pool_workers():
+        with contextlib.suppress(psutil.Error):
+            out[p.pid] = sum(p.cpu_times()[:2])
     return out
 
 

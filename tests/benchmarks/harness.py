@@ -103,6 +103,22 @@ class BenchCollector:
         return path
 
 
+def pool_workers() -> list:
+    """This process's pool workers (psutil processes): its children when the pool forks, the fork
+    server's children when it uses one (the fork server and its resource tracker left out)."""
+    import multiprocessing.forkserver
+
+    import psutil
+
+    fs = multiprocessing.forkserver._forkserver._forkserver_pid
+    try:
+        forked = [p for p in psutil.Process().children()
+                  if p.pid != fs and "multiprocessing" not in " ".join(p.cmdline())]
+        return forked + (psutil.Process(fs).children() if fs else [])
+    except psutil.Error:
+        return []
+
+
 def tree_rss(proc) -> int:
     """RSS of a process and all its descendants (a fork server and its workers), bytes. Pages the
     workers share with the fork server count once per process: an upper bound."""

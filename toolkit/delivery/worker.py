@@ -168,7 +168,7 @@ def deliver(
     everything else is (re)sent identically. ``dry_run`` records every body as pending and sends
     nothing. ``total_events`` (optional) sizes the progress bar.
     """
-    from tqdm.auto import tqdm
+    from ..progress import Bar
 
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
@@ -188,7 +188,7 @@ def deliver(
     limiter = TokenBucket(max_rps) if max_rps else None
     t = _Tally()
     t0 = time.perf_counter()
-    bar = tqdm(total=total_events, unit="ev", unit_scale=True, desc="replay", disable=not progress,
+    bar = Bar(total=total_events, unit="ev", unit_scale=True, desc="replay", disable=not progress,
                dynamic_ncols=True, leave=False)
 
     def settle(results: list[BatchResult], n_events: dict[str, int]) -> None:

@@ -56,9 +56,9 @@ def iter_export(
     p, resolved, gz, keys = _prepare(path, fmt, chunk_rows, revenue_keys)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import Bar
 
-        bar = tqdm(desc=f"load {p.name}", unit=" rows", unit_scale=True)
+        bar = Bar(desc=f"load {p.name}", unit=" rows", unit_scale=True)
     reader = _READERS[resolved](p, gz, chunk_rows, keys)
     try:
         while True:
