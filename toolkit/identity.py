@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -178,6 +178,22 @@ class GraphPart:
     pairs: pd.DataFrame  # anonymous_id, user_id, ts (min per pair within the chunk)
     # the chunk's distinct visitor ids: their 64-bit hashes (uint64, what extract gives) or the ids
     visitor_ids: pd.Series | None = None
+
+    @classmethod
+    def combine(cls, parts: Sequence[GraphPart]) -> GraphPart:
+        """One part for the parts of consecutive pieces of a chunk: what the whole chunk gives
+        (pairs grouped again with their earliest time, visitor ids as one sorted distinct set)."""
+        if len(parts) == 1:
+            return parts[0]
+        pairs = [p.pairs for p in parts if len(p.pairs)]
+        if len(pairs) > 1:
+            joined = pd.concat(pairs, ignore_index=True)
+            joined = joined.groupby(["anonymous_id", "user_id"], as_index=False, dropna=False)["ts"].min()
+        else:
+            joined = pairs[0] if pairs else parts[0].pairs
+        vids = [p.visitor_ids for p in parts if p.visitor_ids is not None]
+        both = pd.Series(_visitor_hashes(pd.concat(vids, ignore_index=True)), dtype=np.uint64) if vids else None
+        return cls(joined.reset_index(drop=True), both)
 
 
 _NO_TS = 2**62  # a link without a timestamp sorts after every timed one

@@ -32,6 +32,8 @@ __all__ = ["DECISIONS", "MapSummary", "MapOutput", "MappedChunk", "iter_mapped",
 log = logging.getLogger(__name__)
 DECISIONS = ("export", "bucket", "none")
 MIN_POOL_ROWS = 20_000  # auto workers: exports in smaller chunks are mapped in this process
+PIECES = 4  # with a pool, each chunk is mapped as this many pieces (see _pieces)
+MIN_PIECE_ROWS = 25_000  # ... when each holds this many rows at least
 WRITE_ROWS = 25_000  # events written to the JSON Lines file this many at a time
 
 
@@ -122,6 +124,49 @@ class MappedChunk:
     graph: GraphPart
 
 
+    @classmethod
+    def combine(cls, pieces: list[MappedChunk]) -> MappedChunk:
+        """The consecutive pieces of one chunk, mapped apart, as the chunk: the mapping is row by
+        row, so this is what mapping the chunk whole gives (tested byte for byte)."""
+        if len(pieces) == 1:
+            return pieces[0]
+        skipped: Counter[str] = Counter()
+        warnings: Counter[str] = Counter()
+        for p in pieces:
+            skipped.update(p.skipped)
+            warnings.update(p.warnings)
+        return cls(sum(p.rows_in for p in pieces), _concat([p.events for p in pieces]),
+                   _concat([p.quarantine for p in pieces]), dict(skipped), dict(warnings),
+                   GraphPart.combine([p.graph for p in pieces]))
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    full = [f for f in frames if len(f)]
+    if len(full) == 1:
+        return full[0]
+    return pd.concat(full, ignore_index=True) if full else frames[0]
+
+
+def _pieces(chunk_rows: int) -> int:
+    """Into how many pieces a pool maps each chunk: with whole chunks, the last ones of an export
+    kept one worker busy while the others had nothing left (1M rows in 200k-row chunks on 2
+    workers: 3 chunks against 2). Pieces must split a chunk evenly (its rows are cut at piece
+    boundaries, then put back together) and stay big enough that per-piece costs do not count."""
+    for k in range(PIECES, 1, -1):
+        if chunk_rows % k == 0 and chunk_rows // k >= MIN_PIECE_ROWS:
+            return k
+    return 1
+
+
+def _whole(pieces: Iterator[MappedChunk], k: int) -> Iterator[MappedChunk]:
+    """Mapped pieces, ``k`` at a time, as the chunks they were cut from."""
+    if k == 1:
+        yield from pieces
+        return
+    while batch := list(itertools.islice(pieces, k)):
+        yield MappedChunk.combine(batch)
+
+
 def map_chunk(chunk, datafile: Datafile, blueprint: Blueprint, ident: Identity, *, decisions: str,
               max_bytes: int) -> MappedChunk:
     """Map one loaded chunk (``toolkit.exports`` chunk: ``rows_in``, ``events``, ``quarantine``)."""
@@ -157,45 +202,49 @@ def iter_mapped(
 
     ``workers``: how many processes load and map the chunks (this one only cuts the export into
     parts, see :func:`toolkit.exports.iter_export_parts` and :mod:`toolkit.map_pool`); ``0`` maps
-    here; ``None`` (auto) uses one per CPU when the first chunk is full (more follow) and has ``MIN_POOL_ROWS`` rows at least, else maps
-    here. The output does not depend on it."""
-    from tqdm.auto import tqdm
+    here; ``None`` (auto) uses one per CPU when the first chunk is full (more follow) and has
+    ``MIN_POOL_ROWS`` rows at least, else maps here. A pool maps each chunk in ``PIECES`` pieces
+    (when they hold ``MIN_PIECE_ROWS`` rows each), put back together before they are yielded, so
+    the workers share the last chunks too. The output does not depend on any of it."""
+    from .progress import Bar
 
     if workers is not None and workers < 0:
         raise ExportError(f"workers {workers}: use 0 (map in this process) or more")
     if identity == "stitched":
         links = graph if graph is not None else IdentityGraph()
-        for chunk in tqdm(_chunks(path, fmt, blueprint, chunk_rows), desc="identity links", unit="chunk",
+        for chunk in Bar(_chunks(path, fmt, blueprint, chunk_rows), desc="identity links", unit="chunk",
                           disable=not progress):
             links.merge(IdentityGraph.extract(chunk.events))
         ident = links.resolver("stitched")
     else:
         ident = Identity(identity)
-    parts = iter(_parts(path, fmt, blueprint, chunk_rows))
+    k = 1 if workers == 0 else _pieces(chunk_rows)
+    parts = iter(_parts(path, fmt, blueprint, chunk_rows // k))
     if workers is None:
-        parts, workers = _auto_workers(parts, chunk_rows)
+        parts, workers = _auto_workers(parts, chunk_rows, k)
     if workers == 0:
-        for part in parts:
-            yield map_chunk(part.load(), datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes)
-        return
-    from .map_pool import map_chunks
+        mapped = (map_chunk(part.load(), datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes)
+                  for part in parts)
+    else:
+        from .map_pool import map_chunks
 
-    yield from map_chunks(parts, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes,
-                          workers=workers)
+        mapped = map_chunks(parts, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes,
+                            workers=workers)
+    yield from _whole(mapped, k)
 
 
-def _auto_workers(chunks: Iterator, chunk_rows: int) -> tuple[Iterator, int]:
-    """:func:`toolkit.map_pool.auto_workers` when the first chunk is full (more follow, most likely)
-    and has ``MIN_POOL_ROWS`` rows at least (below that, starting processes costs more than it
-    saves); else 0. Reads the first chunk only (the workers start on it while the second is read)
-    and gives it back in front of the rest."""
+def _auto_workers(parts: Iterator, chunk_rows: int, k: int) -> tuple[Iterator, int]:
+    """:func:`toolkit.map_pool.auto_workers` when the first chunk (its ``k`` pieces) is full (more
+    follow, most likely) and has ``MIN_POOL_ROWS`` rows at least (below that, starting processes
+    costs more than it saves); else 0. Reads the first chunk only (the workers start on it while
+    the second is read) and gives it back in front of the rest."""
     from .map_pool import auto_workers
 
-    head = list(itertools.islice(chunks, 1))
-    big = bool(head) and head[0].rows_in >= max(chunk_rows, MIN_POOL_ROWS)
+    head = list(itertools.islice(parts, k))
+    big = sum(p.rows_in for p in head) >= max(chunk_rows, MIN_POOL_ROWS)
     n = auto_workers() if big else 0
     log.debug("auto workers: %d (%s)", n, "export in chunks" if big else "small export, mapped here")
-    return itertools.chain(head, chunks), n
+    return itertools.chain(head, parts), n
 
 
 def _append_in_slices(write, frame: pd.DataFrame, path, rows: int = WRITE_ROWS) -> None:
@@ -231,9 +280,8 @@ def map_export(
     ``keep_frames=False`` the frames are only written, not returned (memory stays flat).
     ``workers``: processes that map the chunks (see :func:`iter_mapped`; None = auto).
     """
-    from tqdm.auto import tqdm
-
     from .identity import POLICIES
+    from .progress import Bar
 
     if identity not in POLICIES:
         raise ExportError(f"identity policy {identity!r}: use one of {', '.join(POLICIES)}")
@@ -254,7 +302,7 @@ def map_export(
     kept_events: list[pd.DataFrame] = []
     kept_quarantine: list[pd.DataFrame] = []
     keep = keep_frames or decisions == "bucket"
-    bar = tqdm(desc="mapping", unit="rows", disable=not progress)
+    bar = Bar(desc="mapping", unit="rows", disable=not progress)
     try:
         for mc in iter_mapped(path, datafile, blueprint=blueprint, identity=identity, decisions=decisions,
                               fmt=fmt, progress=progress, chunk_rows=chunk_rows, max_bytes=max_bytes,

@@ -3,7 +3,6 @@ errors as inline, bounded chunks in flight, and no process left behind (close, C
 
 from __future__ import annotations
 
-import multiprocessing.forkserver
 import os
 import signal
 import subprocess
@@ -17,24 +16,22 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
+from tests.benchmarks.harness import pool_workers
 from tests.conftest import FIXTURES, REPO
 from toolkit.cli import main
 from toolkit.datafile import load_datafile
 from toolkit.errors import ExportError, ToolkitError
 from toolkit.map_export import MIN_POOL_ROWS, _auto_workers, iter_mapped
-from toolkit.map_pool import auto_workers, ordered_map
+from toolkit.map_pool import auto_workers, ordered_map, start_method
 from toolkit.mapping import map_export
 
 from . import poolfns
 from .exportfile import synthetic, write_jsonl
 
 SAMPLE = REPO / "data" / "sample"
+METHODS = ("fork", "forkserver")
 
 
-def _workers_of_this_process() -> list[psutil.Process]:
-    """The pool processes: children of the fork server (a child of this process)."""
-    fs = multiprocessing.forkserver._forkserver._forkserver_pid
-    return psutil.Process(fs).children() if fs else []
 
 
 def _mapped_bytes(export: Path, datafile, out: Path, workers: int, **kw) -> tuple[bytes, bytes, dict]:
@@ -78,29 +75,53 @@ def test_iter_mapped_in_processes_gives_the_same_chunks_in_order(datafile, tmp_p
         b.events.loc[0, "revenue"] = 1  # frames that came through a file are ordinary, writable frames
 
 
+@pytest.mark.parametrize(("identity", "decisions"), [("user_or_anonymous", "export"), ("stitched", "bucket")])
+def test_chunks_mapped_in_pieces_are_the_chunks_mapped_whole(datafile, tmp_path, monkeypatch, identity, decisions):
+    """A pool maps each chunk as pieces (so the workers share the last chunks) and puts them back."""
+    import toolkit.map_export as me
+
+    export = write_jsonl(tmp_path / "export.jsonl", synthetic(60))
+    kw = dict(blueprint=_blueprint(), chunk_rows=60, progress=False, identity=identity, decisions=decisions)
+    whole = list(iter_mapped(export, datafile, workers=0, **kw))
+    monkeypatch.setattr(me, "MIN_PIECE_ROWS", 10)
+    assert me._pieces(60) == 4 and me._pieces(61) == 1 and me._pieces(30) == 3
+    pieces = list(iter_mapped(export, datafile, workers=2, **kw))
+    assert len(pieces) == len(whole) > 3
+    for a, b in zip(whole, pieces, strict=True):
+        assert (a.rows_in, a.skipped, a.warnings) == (b.rows_in, b.skipped, b.warnings)
+        assert a.events.equals(b.events) and a.quarantine.equals(b.quarantine)
+        assert a.graph.pairs.equals(b.graph.pairs) and a.graph.visitor_ids.equals(b.graph.visitor_ids)
+    runs = [_mapped_bytes(export, datafile, tmp_path, w, identity=identity, decisions=decisions, chunk_rows=60)
+            for w in (0, 2)]
+    assert runs[0] == runs[1]
+
+
 def _blueprint():
     from toolkit.blueprint import load_blueprint
 
     return load_blueprint()
 
 
-def test_results_in_order_with_the_initializer_run_in_each_worker():
+@pytest.mark.parametrize("method", METHODS)
+def test_results_in_order_with_the_initializer_run_in_each_worker(method):
     out = list(ordered_map(poolfns.scaled, range(12), workers=2, initializer=poolfns.setup, initargs=(3,),
-                           in_flight=3))
+                           in_flight=3, method=method))
     assert out == [3 * x for x in range(12)]
 
 
-def test_a_worker_error_is_raised_with_its_type_and_message_after_the_earlier_results():
+@pytest.mark.parametrize("method", METHODS)
+def test_a_worker_error_is_raised_with_its_type_and_message_after_the_earlier_results(method):
     got = []
     with pytest.raises(ExportError, match=r"^item 3: bad input in a worker$"):
-        for x in ordered_map(poolfns.fail_on_three, range(8), workers=2):
+        for x in ordered_map(poolfns.fail_on_three, range(8), workers=2, method=method):
             got.append(x)
     assert got == [0, 1, 2]
 
 
-def test_a_worker_that_dies_is_an_error_not_a_hang():
+@pytest.mark.parametrize("method", METHODS)
+def test_a_worker_that_dies_is_an_error_not_a_hang(method):
     with pytest.raises(ToolkitError, match="worker process ended abruptly") as info:
-        list(ordered_map(poolfns.die_on_two, range(6), workers=2))
+        list(ordered_map(poolfns.die_on_two, range(6), workers=2, method=method))
     assert isinstance(info.value.__cause__, BrokenProcessPool)
 
 
@@ -131,10 +152,11 @@ def test_chunks_in_flight_are_bounded():
     assert max(ahead) <= 3 and len(ahead) == 30
 
 
-def test_closing_the_generator_ends_the_workers_and_removes_the_files():
-    gen = ordered_map(poolfns.slow, range(50), workers=2, in_flight=4)
+@pytest.mark.parametrize("method", METHODS)
+def test_closing_the_generator_ends_the_workers_and_removes_the_files(method):
+    gen = ordered_map(poolfns.slow, range(50), workers=2, in_flight=4, method=method)
     assert next(gen) == 0
-    workers = _workers_of_this_process()
+    workers = pool_workers()
     assert len(workers) == 2
     spool = Path(gen.gi_frame.f_locals["spool"].folder)
     assert spool.is_dir() and any(spool.iterdir())  # chunks in flight
@@ -146,7 +168,8 @@ def test_closing_the_generator_ends_the_workers_and_removes_the_files():
     assert not spool.exists()
 
 
-def test_ctrl_c_stops_the_mapping_with_no_process_left(tmp_path):
+@pytest.mark.parametrize("method", METHODS)
+def test_ctrl_c_stops_the_mapping_with_no_process_left(tmp_path, method):
     """A terminal's Ctrl-C reaches the whole process group: the workers ignore it, the parent shuts
     them down; the fork server ends with the parent."""
     script = tmp_path / "interrupt.py"
@@ -157,11 +180,9 @@ def test_ctrl_c_stops_the_mapping_with_no_process_left(tmp_path):
         from tests.mapping import poolfns
         from toolkit.map_pool import ordered_map
         try:
-            for i, x in enumerate(ordered_map(poolfns.slow, range(100), workers=2)):
+            for i, x in enumerate(ordered_map(poolfns.slow, range(100), workers=2, method={method!r})):
                 if i == 0:
-                    fs = multiprocessing.forkserver._forkserver._forkserver_pid
-                    print(" ".join(str(p.pid) for p in [psutil.Process(fs), *psutil.Process(fs).children()]),
-                          flush=True)
+                    print(" ".join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
         except KeyboardInterrupt:
             print("interrupted", flush=True)
             sys.exit(130)
@@ -169,7 +190,7 @@ def test_ctrl_c_stops_the_mapping_with_no_process_left(tmp_path):
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, cwd=REPO)
     pids = [int(p) for p in proc.stdout.readline().split()]
-    assert len(pids) == 3  # the fork server and two workers
+    assert len(pids) == (4 if method == "forkserver" else 2)  # two workers (+ fork server, resource tracker)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in out
@@ -192,9 +213,10 @@ def test_killing_toolkit_map_leaves_no_process(tmp_path, sig):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     me, deadline = psutil.Process(proc.pid), time.monotonic() + 60
     tree: list[psutil.Process] = []
-    while proc.poll() is None and time.monotonic() < deadline:  # wait for the fork server and both workers
+    while proc.poll() is None and time.monotonic() < deadline:  # wait for both workers (and the fork server)
         tree = me.children(recursive=True)
-        if sum("forkserver" in " ".join(p.cmdline()) for p in tree) >= 1 and len(tree) >= 4:
+        served = any("forkserver" in " ".join(p.cmdline()) for p in tree)
+        if len(tree) >= (4 if served else 2):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the export was mapped before the pool could be seen: make it bigger"
@@ -233,6 +255,26 @@ def test_a_script_without_a_main_guard_maps_in_processes(tmp_path):
     assert run.stdout.count("script ran") == 1 and "True" in run.stdout
 
 
+def test_the_pool_forks_only_a_process_without_other_threads():
+    """fork copies one thread: a lock another thread holds stays held in the child forever."""
+    import threading
+
+    assert threading.active_count() == 1 and start_method() == "fork"
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert start_method() == "forkserver"
+    finally:
+        stop.set()
+        t.join()
+    from toolkit.progress import Bar
+
+    with Bar(total=3, disable=True) as bar:  # the toolkit's bars start no monitor thread
+        bar.update(1)
+        assert threading.active_count() == 1 and start_method() == "fork"
+
+
 def test_auto_workers_maps_small_exports_here_and_large_ones_in_every_cpu():
     def chunks(*sizes):
         return iter([SimpleNamespace(rows_in=n, i=i) for i, n in enumerate(sizes)])
@@ -245,7 +287,7 @@ def test_auto_workers_maps_small_exports_here_and_large_ones_in_every_cpu():
         (big, (big, 5), auto_workers()),
         (big, (big,) * 4, auto_workers()),
     ]:
-        it, n = _auto_workers(chunks(*sizes), chunk_rows)
+        it, n = _auto_workers(chunks(*sizes), chunk_rows, 1)
         assert n == expected and [c.i for c in it] == list(range(len(sizes)))  # nothing lost or reordered
     cpus = len(os.sched_getaffinity(0))
     assert auto_workers() == (cpus if cpus > 1 else 0)  # the workers load and map: this process only cuts
