@@ -2,7 +2,7 @@
 
 Every per-row step runs inside C: ``map(orjson.loads, texts)``, ``map(dict.get, dicts, keys)``,
 ``map(orjson.dumps, dicts)``, Arrow for building and expanding columns. Python code only touches
-the rows that need it: the few values of a money field that are present, and the rows orjson refuses
+the rows that need it: the values of a money field that are not text, and the rows orjson refuses
 (which get the careful path of ``_chunk``). JSON text columns from Arrow (CSV, Parquet) are parsed
 once per distinct text of the chunk (Arrow's dictionary encoding), then expanded by index.
 
@@ -12,9 +12,8 @@ the outputs are those of ``_chunk``'s one-row functions, only faster.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from itertools import compress, repeat
 from operator import is_, is_not
 from typing import Any
@@ -24,15 +23,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._values import as_dict, dumps, map_careful, money_text, quantity
+from ._values import as_dict, dumps_column, map_careful, money_text, quantity
 
 __all__ = ["Props", "PropColumns", "from_texts", "from_values", "concat", "parse_texts", "parse_values", "property_columns"]
 
-_SORTED = partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)  # str keys: the fast path of orjson
 _GET = dict.get
-_MARKER = "\x00"  # written by orjson as "\u0000": the cut pattern below, between two dicts
-_CUT = b',"\\u0000",'
-_MAX_BLOB = 1 << 30  # Arrow binary values hold < 2 GiB
 PropColumns = dict[str, "pa.Array | np.ndarray"]  # column -> Arrow string array, or quantity (values, mask)
 
 
@@ -62,100 +57,55 @@ def _present(values: list[Any]) -> np.ndarray:
     return np.fromiter(compress(range(len(values)), map(is_not, values, repeat(None))), dtype="int64")
 
 
-def _text_column(n: int, idx: np.ndarray, texts: list[str | None]) -> pa.Array:
-    """A string column of ``n`` nulls with ``texts`` at positions ``idx``."""
-    if len(idx) == n:
-        return pa.array(texts, type=pa.string())
-    full: list[str | None] = [None] * n
-    for i, t in zip(idx.tolist(), texts, strict=True):
-        full[i] = t
-    return pa.array(full, type=pa.string())
-
-
 def _currency(c: Any) -> str | None:
     return (c.strip().upper() or None) if type(c) is str else money_text(c)
 
 
-def _dumped(dicts: list[dict]) -> pa.Array:
-    """The canonical text (sorted keys, compact) of each dict, as an Arrow string array.
-
-    One ``orjson.dumps`` of the whole list with a marker string between the dicts, cut by Arrow at
-    the markers: no Python object per row (one bytes object per dict costs ~10x the serializing).
-    The marker can only occur inside a dict's text as a whole (its text has no ``}``), so the cut
-    is exact when it yields one piece per dict; otherwise, and for what orjson cannot write
-    (non-string keys, Decimal, huge integers), each dict is written on its own.
-    """
-    mixed: list[Any] = [_MARKER] * (2 * len(dicts) - 1)
-    mixed[::2] = dicts
-    try:
-        blob = orjson.dumps(mixed, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        return pa.array([dumps(d) for d in dicts], type=pa.string())
-    if len(blob) < _MAX_BLOB:
-        pieces = pc.split_pattern(pa.array([blob[1:-1]], type=pa.binary()), pattern=_CUT).flatten()
-        if len(pieces) == len(dicts):
-            return pieces.cast(pa.string())
-    return pa.array(list(map(_SORTED, dicts)), type=pa.binary()).cast(pa.string())
-
-
 def property_columns(dicts: list[dict], revenue_keys: Sequence[str]) -> PropColumns:
     """properties, revenue_raw, revenue_source, currency, value_raw (Arrow) and quantity
-    (``(int64 values, null mask)``) for a list of property dicts.
-
-    Only the rows holding one of the money keys are looked at further (``set.isdisjoint`` in C).
+    (``(int64 values, null mask)``) for a list of property dicts. Each money key is read from
+    every dict by ``map(dict.get, ...)`` (in C); only values that are not text go through Python.
     """
     n = len(dicts)
-    texts = _dumped(dicts) if n else pa.array([], type=pa.string())
-    keys = frozenset({*revenue_keys, "currency", "value", "quantity"})
-    rows = np.flatnonzero(~np.fromiter(map(keys.isdisjoint, dicts), dtype=bool, count=n))
-    money = _money_columns([dicts[i] for i in rows.tolist()] if len(rows) < n else dicts, revenue_keys)
-    if len(rows) == n:
-        return {"properties": texts, **money}
-    pos = np.zeros(n, dtype="int64")
-    pos[rows] = np.arange(len(rows))
-    absent = np.ones(n, dtype=bool)
-    absent[rows] = False
-    at = pa.array(pos, mask=absent)
-    out: dict[str, Any] = {"properties": texts}
-    for name, col in money.items():
-        if name == "quantity":
-            values, mask = np.zeros(n, dtype="int64"), np.ones(n, dtype=bool)
-            values[rows], mask[rows] = col
-            out[name] = (values, mask)
-        else:
-            out[name] = col.take(at)
-    return out
+    texts = dumps_column(dicts) if n else pa.array([], type=pa.string())
+    return {"properties": texts, **_money_columns(dicts, revenue_keys)}
+
+
+def _texts(vals: list[Any], fn: Callable[[Any], str | None]) -> pa.Array:
+    """``fn`` of each value that is not None, null where None, as an Arrow string column. When every
+    value is text (the usual export) no per-value Python runs: ``money_text`` keeps text as it is,
+    and other functions (``_currency``) run once per distinct text."""
+    n = len(vals)
+    nones = vals.count(None)
+    if nones == n:
+        return pa.nulls(n, pa.string())
+    kinds = set(map(type, vals))
+    kinds.discard(type(None))
+    if kinds == {str}:
+        texts = pa.array(vals, type=pa.string())
+        if fn is money_text:
+            return texts
+        distinct = pc.unique(texts).drop_null()
+        once = [fn(v) for v in distinct.to_pylist()]
+        if once == distinct.to_pylist():
+            return texts
+        return pa.array(once, type=pa.string()).take(pc.index_in(texts, distinct))
+    return pa.array([None if v is None else fn(v) for v in vals], type=pa.string())
 
 
 def _money_columns(dicts: list[dict], revenue_keys: Sequence[str]) -> PropColumns:
     """revenue_raw, revenue_source, currency, value_raw and quantity of each dict."""
     n = len(dicts)
     columns: dict[str, Any] = {}
-    open_rows = np.ones(n, dtype=bool)  # rows still without a revenue value
-    rev_idx: list[np.ndarray] = []
-    rev_text: list[str | None] = []
-    src: list[str] = []
-    for key in revenue_keys:
-        vals = list(map(_GET, dicts, repeat(key)))
-        idx = _present(vals)
-        idx = idx[open_rows[idx]]
-        open_rows[idx] = False
-        rev_idx.append(idx)
-        rev_text += [money_text(vals[i]) for i in idx.tolist()]
-        src += [key] * len(idx)
-    order = np.concatenate(rev_idx)
-    if len(order) > 1:
-        by_row = np.argsort(order, kind="stable")
-        order = order[by_row]
-        rev_text = [rev_text[i] for i in by_row.tolist()]
-        src = [src[i] for i in by_row.tolist()]
-    columns["revenue_raw"] = _text_column(n, order, rev_text)
-    columns["revenue_source"] = _text_column(n, order, src)
-
-    for name, key, fn in (("currency", "currency", _currency), ("value_raw", "value", money_text)):
-        vals = list(map(_GET, dicts, repeat(key)))
-        idx = _present(vals)
-        columns[name] = _text_column(n, idx, [fn(vals[i]) for i in idx.tolist()])
+    revs = [_texts(list(map(_GET, dicts, repeat(key))), money_text) for key in revenue_keys]
+    source = np.full(n, -1, dtype=np.int32)  # the first revenue key present in each dict
+    for j in range(len(revs) - 1, -1, -1):
+        if revs[j].null_count < n:
+            source[pc.is_valid(revs[j]).to_numpy(zero_copy_only=False)] = j
+    columns["revenue_raw"] = (revs[0] if len(revs) == 1 else pc.coalesce(*revs)) if revs else pa.nulls(n, pa.string())
+    columns["revenue_source"] = pa.array(list(revenue_keys), type=pa.string()).take(pa.array(source, mask=source < 0))
+    columns["currency"] = _texts(list(map(_GET, dicts, repeat("currency"))), _currency)
+    columns["value_raw"] = _texts(list(map(_GET, dicts, repeat("value"))), money_text)
 
     vals = list(map(_GET, dicts, repeat("quantity")))
     idx = _present(vals)
