@@ -141,14 +141,25 @@ def _load_events(args: argparse.Namespace, df):
     from ..map_export import iter_mapped
 
     counts = [0, 0, 0, 0]  # rows in, mapped, skipped, quarantined
+    mapped = iter_mapped(args.export, df, blueprint=blueprint or load_blueprint(), identity=args.identity,
+                         decisions=args.decisions, fmt=args.fmt, progress=_progress(args),
+                         chunk_rows=args.chunk_rows, workers=args.workers)
+    # the first chunk now, before delivery starts its threads: the map workers can then be forked
+    # (toolkit.map_pool), which spares each of them importing the toolkit
+    first = next(mapped, None)
+
+    def counted(mc):
+        for i, n in enumerate((mc.rows_in, len(mc.events), sum(mc.skipped.values()), len(mc.quarantine))):
+            counts[i] += n
+        return mc.events
 
     def frames():
-        for mc in iter_mapped(args.export, df, blueprint=blueprint or load_blueprint(), identity=args.identity,
-                              decisions=args.decisions, fmt=args.fmt, progress=_progress(args),
-                              chunk_rows=args.chunk_rows, workers=args.workers):
-            for i, n in enumerate((mc.rows_in, len(mc.events), sum(mc.skipped.values()), len(mc.quarantine))):
-                counts[i] += n
-            yield mc.events
+        nonlocal first
+        if first is not None:
+            yield counted(first)
+            first = None  # not held while the rest is sent
+        for mc in mapped:
+            yield counted(mc)
 
     return frames(), lambda: _note(*counts)
 
