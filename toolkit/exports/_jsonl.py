@@ -14,10 +14,11 @@ read before the cut and adds one ``truncated_file`` quarantine row (the lost tai
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice, repeat
+from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +65,22 @@ def _strings(values: list[Any]) -> pa.Array:
 
 
 def _field(objs: list[dict], names: tuple[str, ...]) -> pa.Array:
-    """The value of the first of ``names`` present in each object (null when none is), as text."""
+    """The value of the first of ``names`` present in each object (null when none is), as text.
+    Only the rows where the first name gives null are looked at again."""
     got = _strings(list(map(_GET, objs, repeat(names[0]))))
     if len(names) == 1 or got.null_count == 0:
         return got
-    absent = ~np.fromiter(map(dict.__contains__, objs, repeat(names[0])), dtype=bool, count=len(objs))
+    nulls = np.flatnonzero(pc.is_null(got).to_numpy(zero_copy_only=False))
+    sub = [objs[i] for i in nulls.tolist()]
+    absent = ~np.fromiter(map(dict.__contains__, sub, repeat(names[0])), dtype=bool, count=len(sub))
     if not absent.any():
         return got
-    return pc.if_else(pa.array(absent), _field(objs, names[1:]), got)
+    rest = _field([d for d, a in zip(sub, absent.tolist(), strict=True) if a], names[1:])
+    if rest.null_count == len(rest):  # no other name gives a value either
+        return got
+    mask = np.zeros(len(objs), dtype=bool)
+    mask[nulls[absent]] = True
+    return pc.replace_with_mask(got, pa.array(mask), rest)
 
 
 class _Columns:
@@ -120,7 +129,7 @@ class _Columns:
     def raw(self) -> RawColumns:
         ids = {name: pa.concat_arrays(arrays) if arrays else pa.array([], type=pa.string())
                for name, arrays in self.ids.items()}
-        ts = [v for block in self.ts for v in block] if len(self.ts) != 1 else self.ts[0]
+        ts = list(chain.from_iterable(self.ts)) if len(self.ts) != 1 else self.ts[0]
         ms, ok = epoch_ms(ts)
         return RawColumns(
             ids=ids, ts_ms=ms, ts_ok=ok, ts_raw=lambda idx: [ts[i] for i in idx],
@@ -200,14 +209,14 @@ class JsonlPart:
     cut: str | None = None  # the detail of a truncated_file row after the lines
 
     def raw(self) -> RawColumns:
-        lines = self.data.split(b"\n")  # lines without their newline read the same (see add_lines)
-        if self.data.endswith(b"\n") or not self.data:
-            lines.pop()
+        lines = io.BytesIO(self.data)  # a block of lines at a time: each block's bytes objects stay in the caches
         cols = _Columns(self.revenue_keys)
-        for i in range(0, len(lines), _BLOCK_LINES):
-            cols.add_block(lines[i:i + _BLOCK_LINES], self.first_line + i)
+        n = 0
+        while block := list(islice(lines, _BLOCK_LINES)):
+            cols.add_block(block, self.first_line + n)
+            n += len(block)
         if self.cut is not None:
-            _add(cols, _Block([], self.first_line + len(lines), False, self.cut))
+            _add(cols, _Block([], self.first_line + n, False, self.cut))
         return cols.raw()
 
 
