@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pandas as pd
 import pytest
 
 from tests.delivery.conftest import make_bodies, make_events
@@ -61,6 +62,41 @@ def test_a_resumed_run_with_other_bodies_moves_events_instead_of_doubling_them(t
     assert led.events.set_index("uuid")["batch_id"].to_dict() == carried
 
 
+def _varied_events():
+    """Events of many shapes: keys, entities, decisions, synthesized or not, nulls."""
+    events = make_events(120, visitors=12).copy()
+    conv = events["kind"] == "conversion"
+    events.loc[conv, "key"] = [["purchase", "add_to_cart", "Signup"][i % 3] for i in range(int(conv.sum()))]
+    events.loc[conv, "entity_id"] = [["40001", "40002", "40003"][i % 3] for i in range(int(conv.sum()))]
+    imp = ~conv
+    events.loc[imp, "variation_id"] = [["70001", "70002"][i % 2] for i in range(int(imp.sum()))]
+    events.loc[imp, "synthesized"] = [bool(i % 3 == 0) for i in range(int(imp.sum()))]
+    events.loc[events.index[-5:], "revenue"] = None
+    return events
+
+
+def test_event_shapes_are_stored_once_and_read_back_as_every_column(tmp_path):
+    events = _varied_events()
+    bodies = make_bodies(events, max_bytes=3_000)
+    assert len(bodies) > 4
+    path = tmp_path / "l.sqlite"
+    with Ledger.create(path) as book:
+        book.begin(bodies[:2])
+    with Ledger.open(path) as book:  # resumed: shapes already stored keep their ids, new ones follow
+        book.begin(bodies[2:])
+    led = read_ledger(path)
+    sent = pd.concat([b.events for b in bodies], ignore_index=True)
+    shape_cols = ["kind", "key", "entity_id", "campaign_id", "experiment_id", "variation_id", "synthesized"]
+    for col in [c for c in LEDGER_EVENTS if c in sent.columns]:
+        expected = sent[col].astype(LEDGER_EVENTS[col]).reset_index(drop=True)
+        assert led.events[col].reset_index(drop=True).equals(expected), col
+    with sqlite3.connect(path) as conn:
+        stored = conn.execute("SELECT COUNT(*) FROM event_shapes").fetchone()[0]
+        (page,) = conn.execute("PRAGMA page_size").fetchone()
+    assert stored == len(sent[shape_cols].astype(object).drop_duplicates()) > 6
+    assert page == 16384
+
+
 def test_an_older_ledger_is_read_but_not_resumed(tmp_path):
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as conn:  # the layout of earlier versions: status stored per event
@@ -83,5 +119,33 @@ def test_an_older_ledger_is_read_but_not_resumed(tmp_path):
         """)
     led = read_ledger(path)
     assert led.events[["uuid", "status", "attempts"]].values.tolist() == [["u1", "delivered", 1]]
+    with pytest.raises(LedgerError, match="older toolkit version"):
+        Ledger.open(path)
+
+
+def test_a_ledger_with_every_event_column_in_its_rows_is_read_but_not_resumed(tmp_path):
+    """The layout before event shapes: event_rows held every column, ``events`` was a view."""
+    path = tmp_path / "old.sqlite"
+    cols = [c for c in LEDGER_EVENTS if c not in ("batch_id", "status", "attempts", "last_status", "last_error")]
+    with sqlite3.connect(path) as conn:
+        conn.executescript(f"""
+            CREATE TABLE run (key TEXT PRIMARY KEY, value TEXT);
+            CREATE TABLE event_rows (uuid TEXT, kind TEXT, key TEXT, entity_id TEXT, visitor_id TEXT,
+                timestamp INTEGER, revenue INTEGER, value REAL, campaign_id TEXT, experiment_id TEXT,
+                variation_id TEXT, synthesized INTEGER, source_event_id TEXT, batch_id TEXT NOT NULL);
+            CREATE TABLE batches (batch_id TEXT PRIMARY KEY, n_events INTEGER NOT NULL, bytes INTEGER NOT NULL,
+                status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_status INTEGER, last_error TEXT);
+            CREATE TABLE requests (id INTEGER PRIMARY KEY AUTOINCREMENT, batch_id TEXT NOT NULL,
+                attempt INTEGER NOT NULL, started_at TEXT NOT NULL, latency_ms REAL, bytes INTEGER NOT NULL,
+                status INTEGER, error TEXT);
+            CREATE VIEW events AS SELECT e.rowid AS seq, {", ".join("e." + c for c in cols)}, e.batch_id,
+                b.status AS status, b.attempts AS attempts, b.last_status AS last_status, b.last_error AS last_error
+                FROM event_rows e JOIN batches b ON b.batch_id = e.batch_id;
+            INSERT INTO run VALUES ('run_id', 'r1');
+            INSERT INTO batches VALUES ('b1', 1, 10, 'delivered', 1, 204, NULL);
+            INSERT INTO event_rows(uuid, kind, key, batch_id) VALUES ('u1', 'conversion', 'purchase', 'b1');
+        """)
+    led = read_ledger(path)
+    assert led.events[["uuid", "key", "status"]].values.tolist() == [["u1", "purchase", "delivered"]]
     with pytest.raises(LedgerError, match="older toolkit version"):
         Ledger.open(path)
