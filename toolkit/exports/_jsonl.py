@@ -37,7 +37,7 @@ from ._values import NOT_JSON, clip, map_careful, parse_json
 __all__ = ["iter_jsonl_raw"]
 
 _TRUNCATED = (EOFError, zlib.error, gzip.BadGzipFile)
-_BLOCK_LINES = 2048  # parsed lines held at once: small enough to stay in the CPU caches
+_BLOCK_LINES = 4096  # parsed lines held at once: small enough to stay in the CPU caches (4096: least CPU measured)
 _GET = dict.get
 # contract id column -> the keys it may have in a line; the first key present wins (even when null)
 _IDS: dict[str, tuple[str, ...]] = {
