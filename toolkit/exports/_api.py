@@ -17,6 +17,7 @@ from ._arrow import iter_csv_raw, iter_parquet_raw
 from ._chunk import ExportChunk, finish
 from ._jsonl import JsonlPart, iter_jsonl_parts, iter_jsonl_raw
 from ._source import resolve
+from ._span import JsonlSpan, iter_jsonl_spans
 
 __all__ = ["iter_export", "iter_export_parts", "load_export", "ExportPart", "DEFAULT_REVENUE_KEYS",
            "DEFAULT_CHUNK_ROWS"]
@@ -83,7 +84,7 @@ class ExportPart:
     ``load()`` gives the chunk :func:`iter_export` gives for the same rows."""
 
     rows_in: int
-    jsonl: JsonlPart | None = None  # JSON Lines: the lines
+    jsonl: JsonlPart | JsonlSpan | None = None  # JSON Lines: the lines, or where they are in the file
     chunk: ExportChunk | None = None  # CSV, Parquet: the chunk, loaded where the parts were cut
 
     def load(self) -> ExportChunk:
@@ -103,15 +104,17 @@ def iter_export_parts(
 ) -> Iterator[ExportPart]:
     """The chunks of :func:`iter_export` (same arguments, same boundaries) as parts to load later.
 
-    JSON Lines parts carry their lines unparsed: a process pool can then parse in its workers,
-    the reader only cuts lines (~10x less work than loading). CSV and Parquet parts are loaded
-    here (their readers are columnar already)."""
+    JSON Lines parts carry their lines unparsed (an uncompressed file: only their byte range, see
+    :mod:`._span`): a process pool can then read and parse them in its workers, the reader only
+    finds where chunks end. CSV and Parquet parts are loaded here (their readers are columnar
+    already)."""
     p, resolved, gz, keys = _prepare(path, fmt, chunk_rows, revenue_keys)
     if resolved != "jsonl":
         for chunk in iter_export(p, fmt=resolved, chunk_rows=chunk_rows, revenue_keys=keys):
             yield ExportPart(rows_in=chunk.rows_in, chunk=chunk)
         return
-    for part in iter_jsonl_parts(p, gz, chunk_rows, keys):
+    parts = iter_jsonl_parts(p, gz, chunk_rows, keys) if gz else iter_jsonl_spans(p, chunk_rows, keys)
+    for part in parts:
         yield ExportPart(rows_in=part.rows_in, jsonl=part)
 
 
