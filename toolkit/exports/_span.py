@@ -69,7 +69,7 @@ def iter_jsonl_spans(path: Path, chunk_rows: int, revenue_keys: Sequence[str], *
                      block_bytes: int = _BLOCK_BYTES) -> Iterator[JsonlSpan]:
     """The chunks of an uncompressed JSON Lines file as byte ranges (see the module doc)."""
     keys = tuple(revenue_keys)
-    name = str(path)
+    name = str(Path(path).resolve())  # workers may run in another folder (a fork server started earlier)
     part_start = 0  # byte offset where the current part starts
     part_line = 1  # its first line number
     part_rows = 0
