@@ -37,18 +37,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.benchmarks.harness import add_rss_rows, peak_rss_tree, pool_workers
+from tests.benchmarks.harness import add_rss_rows, peak_rss_tree, pool_workers, spread_of
 
 N_EVENTS = int(os.environ.get("BENCH_MAP_EVENTS", "1000000"))
 SDK_EVENTS = int(os.environ.get("BENCH_MAP_SDK_EVENTS", "20000"))
 REPEAT = int(os.environ.get("BENCH_MAP_REPEAT", "3"))
 MEMORY_ROWS = tuple(int(x) for x in os.environ.get("BENCH_MAP_MEMORY_ROWS", "1000000,10000000").split(",") if x)
 TARGET = 10.0
-
-
-def _spread(xs: list[float]) -> float:
-    med = statistics.median(xs)
-    return (max(xs) - min(xs)) / med if med else 0.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +80,7 @@ class MapBench:
 
     @property
     def spread(self) -> float:
-        return max(_spread(self.toolkit_seconds), _spread(self.sdk_seconds))
+        return max(spread_of(self.toolkit_seconds), spread_of(self.sdk_seconds))
 
     @property
     def main_cpu(self) -> float:

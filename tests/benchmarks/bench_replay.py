@@ -6,7 +6,8 @@ All three throughput paths post to the same minimal local sink (its own process)
 - toolkit: the product path, ``toolkit replay --export ... --endpoint SINK`` in a subprocess (load,
   map, build bodies and send, streamed chunk by chunk, concurrency 8, SQLite ledger), events/s
   over the whole command, interpreter start included; its CPU time (the command and its
-  children) is recorded too, the steadier figure on a shared machine;
+  children: the map workers are forked by the command) is recorded too, the steadier figure on a
+  shared machine;
 - optimizely-sdk: ``UserEventFactory`` conversion events, grouped 10 per ``EventFactory`` log event
   (the BatchEventProcessor default), each sent by the SDK's ``EventDispatcher``;
 - ceiling: the toolkit's pre-serialized bodies posted as fast as possible (8 threads, keep-alive,
@@ -14,6 +15,10 @@ All three throughput paths post to the same minimal local sink (its own process)
 
 Memory (issue 10 row 6): peak RSS, summed over the process tree (mapping workers included) and
 sampled with psutil, of ``toolkit replay --dry-run`` on generated exports of 1M and 10M rows.
+
+The three paths are measured ``BENCH_REPLAY_REPEAT`` times (default 3), interleaved so each sees the
+same machine load; figures are medians, with the spread ((max - min) / median) of the toolkit and
+SDK repeats. Each toolkit repeat is a new run with its own ledger.
 
 Targets: toolkit >= 20x the SDK path (issue 5); peak RSS <= 2 GB and growing < 25% from 1M to 10M
 rows. Sizes: ``BENCH_REPLAY_EVENTS`` (export rows, default 1000000), ``BENCH_REPLAY_MEMORY_ROWS``
@@ -26,6 +31,7 @@ import json
 import logging
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -36,11 +42,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.benchmarks.harness import add_rss_rows, peak_rss_tree
+from tests.benchmarks.harness import add_rss_rows, peak_rss_tree, spread_of
 from tests.delivery.sink import Sink
 
 N_EVENTS = int(os.environ.get("BENCH_REPLAY_EVENTS", "1000000"))  # rows of the generated export
 SDK_EVENTS = 20_000  # the SDK path is measured on a slice: it is ~two orders of magnitude slower
+REPEAT = int(os.environ.get("BENCH_REPLAY_REPEAT", "3"))
 MEMORY_ROWS = tuple(int(x) for x in os.environ.get("BENCH_REPLAY_MEMORY_ROWS", "1000000,10000000").split(",") if x)
 TARGET = 20.0
 KEY = "BenchReplaySdkKey"  # the toolkit reads the SDK key from the environment
@@ -48,17 +55,43 @@ KEY = "BenchReplaySdkKey"  # the toolkit reads the SDK key from the environment
 
 @dataclass(frozen=True)
 class ReplayBench:
-    events: int  # events the toolkit sent
-    toolkit_seconds: float  # wall time of the `toolkit replay` command
-    toolkit_cpu: float  # CPU time of the command and its children (mapping workers)
-    toolkit_eps: float
+    events: int  # events the toolkit sent (per repeat)
+    toolkit_runs: list[tuple[float, float]]  # (wall s, CPU s of the command and its children) per repeat
     sdk_events: int
-    sdk_eps: float
-    sdk_cpu: float  # CPU time of the SDK path (this process)
-    ceiling_eps: float
-    sink_events: int  # events the sink counted over the three runs
+    sdk_runs: list[tuple[float, float]]  # (events/s, CPU s) per repeat
+    ceiling_runs: list[float]  # events/s per repeat
+    sink_events: int  # events the sink counted over every run of the three paths
     expected_sink_events: int
-    delivered: int
+    delivered: int  # events delivered, over every toolkit repeat
+
+    @property
+    def toolkit_seconds(self) -> float:
+        return statistics.median(w for w, _ in self.toolkit_runs)
+
+    @property
+    def toolkit_cpu(self) -> float:
+        return statistics.median(c for _, c in self.toolkit_runs)
+
+    @property
+    def toolkit_eps(self) -> float:
+        return self.events / self.toolkit_seconds
+
+    @property
+    def sdk_eps(self) -> float:
+        return statistics.median(e for e, _ in self.sdk_runs)
+
+    @property
+    def sdk_cpu(self) -> float:
+        return statistics.median(c for _, c in self.sdk_runs)
+
+    @property
+    def ceiling_eps(self) -> float:
+        return statistics.median(self.ceiling_runs)
+
+    @property
+    def spread(self) -> float:
+        """The larger spread of the toolkit's and the SDK's repeats."""
+        return max(spread_of([w for w, _ in self.toolkit_runs]), spread_of([e for e, _ in self.sdk_runs]))
 
     @property
     def vs_sdk(self) -> float:
@@ -76,14 +109,16 @@ class ReplayBench:
         return self.toolkit_eps / self.ceiling_eps if self.ceiling_eps else 0.0
 
     def lines(self) -> list[str]:
+        n = len(self.toolkit_runs)
         return [
-            f"toolkit replay end to end (load + map + build + send + ledger): {self.events:,} events in "
-            f"{self.toolkit_seconds:.1f} s (CPU {self.toolkit_cpu:.1f} s) = {self.toolkit_eps:,.0f} events/s",
+            f"toolkit replay end to end (load + map + build + send + ledger): {self.events:,} events, median of "
+            f"{n}: {self.toolkit_seconds:.1f} s (CPU {self.toolkit_cpu:.1f} s) = {self.toolkit_eps:,.0f} events/s "
+            f"(runs: {', '.join(f'{w:.1f}' for w, _ in self.toolkit_runs)} s)",
             f"optimizely-sdk path (EventFactory x10 + EventDispatcher): {self.sdk_eps:,.0f} events/s "
             f"({self.sdk_events:,} events, CPU {self.sdk_cpu:.1f} s)",
             f"sink ceiling (pre-serialized bodies, 8 threads): {self.ceiling_eps:,.0f} events/s",
             f"ratio toolkit / sdk = {self.vs_sdk:.1f}x (target >= {TARGET:g}x; per CPU second "
-            f"{self.cpu_ratio:.1f}x); toolkit / ceiling = {self.vs_ceiling:.0%}",
+            f"{self.cpu_ratio:.1f}x); toolkit / ceiling = {self.vs_ceiling:.0%}; spread {self.spread:.0%}",
         ]
 
 
@@ -149,7 +184,7 @@ def _children_cpu() -> float:
 
 
 def run_replay_bench(work_dir: Path, *, events: int = N_EVENTS, sdk_events: int = SDK_EVENTS,
-                     concurrency: int = 8) -> ReplayBench:
+                     concurrency: int = 8, repeat: int = REPEAT) -> ReplayBench:
     from toolkit.datafile import load_datafile
     from toolkit.ledger import read_ledger
     from toolkit.mapping import map_export
@@ -159,33 +194,37 @@ def run_replay_bench(work_dir: Path, *, events: int = N_EVENTS, sdk_events: int 
     sample = Path(work_dir) / "sample"
     generate_sample(sample, events=events, seed=7)
     datafile = load_datafile(str(sample / "datafile.json"))
-    ledger = Path(work_dir) / "bench.sqlite"
-    cmd = _replay_cmd(sample / "export.jsonl", sample / "datafile.json", _install(sample, datafile), ledger,
-                      "--concurrency", str(concurrency))
+    install = _install(sample, datafile)
+    # the ceiling and the SDK slice need the mapped events and bodies: built here, not timed
+    mapped = map_export(sample / "export.jsonl", datafile, progress=False)
+    prebuilt = list(iter_bodies(mapped.events, account_id=datafile.account_id, project_id=datafile.project_id,
+                                revision=datafile.revision, anonymize_ip=datafile.anonymize_ip,
+                                bot_filtering=datafile.bot_filtering))
+    conv = mapped.events[mapped.events["kind"] == "conversion"].head(sdk_events)
+    del mapped
 
+    toolkit_runs, sdk_runs, ceiling_runs = [], [], []
+    sent = delivered = 0
     with Sink() as sink:
-        c0, t0 = _children_cpu(), time.perf_counter()
-        done = subprocess.run([*cmd, "--endpoint", sink.url], env=_env(), capture_output=True, text=True)
-        toolkit_seconds, toolkit_cpu = time.perf_counter() - t0, _children_cpu() - c0
-        assert done.returncode == 0, done.stderr[-2000:]
-        led = read_ledger(ledger)
-        sent, delivered = len(led.events), int(led.events["status"].eq("delivered").sum())
-
-        # the ceiling and the SDK slice need the mapped events and bodies: built here, not timed
-        mapped = map_export(sample / "export.jsonl", datafile, progress=False)
-        prebuilt = list(iter_bodies(mapped.events, account_id=datafile.account_id, project_id=datafile.project_id,
-                                    revision=datafile.revision, anonymize_ip=datafile.anonymize_ip,
-                                    bot_filtering=datafile.bot_filtering))
-        ceiling = _ceiling(prebuilt, sink.url, concurrency)
-
-        conv = mapped.events[mapped.events["kind"] == "conversion"].head(sdk_events)
-        sdk_eps, sdk_cpu = _sdk_path(conv, datafile, sink.url)
+        for i in range(repeat):  # interleaved: every path sees the same machine load
+            ledger = Path(work_dir) / ("bench.sqlite" if i == 0 else f"bench-{i}.sqlite")
+            cmd = _replay_cmd(sample / "export.jsonl", sample / "datafile.json", install, ledger,
+                              "--concurrency", str(concurrency), "--endpoint", sink.url)
+            c0, t0 = _children_cpu(), time.perf_counter()
+            done = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+            toolkit_runs.append((time.perf_counter() - t0, _children_cpu() - c0))
+            assert done.returncode == 0, done.stderr[-2000:]
+            led = read_ledger(ledger)
+            sent = len(led.events)
+            delivered += int(led.events["status"].eq("delivered").sum())
+            ceiling_runs.append(_ceiling(prebuilt, sink.url, concurrency))
+            sdk_runs.append(_sdk_path(conv, datafile, sink.url))
         counted = sink.stats()["events"]
 
     return ReplayBench(
-        events=sent, toolkit_seconds=toolkit_seconds, toolkit_cpu=toolkit_cpu, toolkit_eps=sent / toolkit_seconds,
-        sdk_events=len(conv), sdk_eps=sdk_eps, sdk_cpu=sdk_cpu, ceiling_eps=ceiling, sink_events=counted,
-        expected_sink_events=sent + sum(b.n_events for b in prebuilt) + len(conv), delivered=delivered,
+        events=sent, toolkit_runs=toolkit_runs, sdk_events=len(conv), sdk_runs=sdk_runs, ceiling_runs=ceiling_runs,
+        sink_events=counted, expected_sink_events=repeat * (sent + sum(b.n_events for b in prebuilt) + len(conv)),
+        delivered=delivered,
     )
 
 
@@ -220,16 +259,18 @@ def test_bench_replay(tmp_path, bench, request):
     result = run_replay_bench(tmp_path, events=n, sdk_events=200 if tiny else SDK_EVENTS)
     for line in result.lines():
         print(line)
-    assert result.sink_events == result.expected_sink_events and result.delivered == result.events
+    assert result.sink_events == result.expected_sink_events
+    assert result.delivered == result.events * len(result.toolkit_runs)
     bench.add(BenchRow(f"replay {n:,} export rows end to end vs optimizely-sdk", result.toolkit_eps, result.sdk_eps,
                        "events/s", "optimizely-sdk EventFactory x10 + EventDispatcher, same sink",
-                       f">= {TARGET:g}x", result.vs_sdk >= TARGET,
+                       f">= {TARGET:g}x", result.vs_sdk >= TARGET, spread=result.spread,
                        notes=f"`toolkit replay` command; CPU {result.toolkit_cpu:.1f} s for {result.toolkit_seconds:.1f} s "
                              f"wall; per CPU second {result.cpu_ratio:.1f}x the SDK; sink ceiling {result.ceiling_eps:,.0f} events/s "
                              f"(toolkit at {result.vs_ceiling:.0%} of it)",
                        extra={"events": result.events, "seconds": result.toolkit_seconds, "cpu_s": result.toolkit_cpu,
                               "sdk_cpu_s": result.sdk_cpu, "cpu_ratio": result.cpu_ratio,
-                              "ceiling_eps": result.ceiling_eps}))
+                              "ceiling_eps": result.ceiling_eps, "runs": result.toolkit_runs,
+                              "sdk_runs": result.sdk_runs, "ceiling_runs": result.ceiling_runs}))
     sizes = (2_000, 20_000) if tiny else MEMORY_ROWS
     if not sizes:
         return

@@ -34,6 +34,12 @@ class Measurement:
         return (max(self.seconds) - min(self.seconds)) / self.median if self.median else 0.0
 
 
+def spread_of(xs: list[float]) -> float:
+    """(max - min) / median of repeated figures: how noisy they were."""
+    med = statistics.median(xs)
+    return (max(xs) - min(xs)) / med if med else 0.0
+
+
 def measure(fn: Callable[[], Any], *, repeat: int = 3, warmup: int = 0) -> Measurement:
     for _ in range(warmup):
         fn()

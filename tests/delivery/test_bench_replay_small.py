@@ -8,16 +8,18 @@ from toolkit.ledger import read_ledger
 
 
 def test_replay_benchmark_runs_end_to_end_at_tiny_size(tmp_path):
-    result = run_replay_bench(tmp_path, events=400, sdk_events=50, concurrency=2)
-    assert result.events > 0 and result.delivered == result.events
+    result = run_replay_bench(tmp_path, events=400, sdk_events=50, concurrency=2, repeat=2)
+    assert result.events > 0 and result.delivered == 2 * result.events
+    assert len(result.toolkit_runs) == len(result.sdk_runs) == len(result.ceiling_runs) == 2
     assert result.sdk_events == 50
     # the sink saw exactly what the three paths sent: nothing lost, nothing invented
     assert result.sink_events == result.expected_sink_events
     assert min(result.toolkit_eps, result.sdk_eps, result.ceiling_eps) > 0 and result.toolkit_cpu > 0
     assert result.sdk_cpu > 0 and result.cpu_ratio > 0
     assert len(result.lines()) == 4 and "x (target >= 20x; per CPU second" in result.lines()[3]
-    led = read_ledger(tmp_path / "bench.sqlite")
-    assert set(led.events["status"]) == {"delivered"}
+    for name in ("bench.sqlite", "bench-1.sqlite"):  # a new run, with its own ledger, per repeat
+        led = read_ledger(tmp_path / name)
+        assert set(led.events["status"]) == {"delivered"} and len(led.events) == result.events
     assert led.run["chunk_rows"] == "200000"  # the product path: `toolkit replay --export`, streamed
 
 
