@@ -228,8 +228,9 @@ def iter_mapped(
     else:
         from .map_pool import map_chunks
 
+        # as many chunks ahead as without pieces (the pool's default counts items: here, pieces)
         mapped = map_chunks(parts, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes,
-                            workers=workers)
+                            workers=workers, in_flight=k * (2 * workers + 1))
     yield from _whole(mapped, k)
 
 
