@@ -101,7 +101,8 @@ def map_activations(
         "kind": pd.Series("impression", index=imp_index, dtype="string"),
         "uuid": pd.Series(pd.arrays.ArrowStringArray(derived_uuids(uuids[ok].tolist(), exp_ids.tolist())),
                           index=imp_index),
-        **{name: pd.Series(meta[name][ok_codes], index=imp_index, dtype="string") for name in _IMPRESSION_COLUMNS},
+        **{name: pd.Series(pd.array(meta[name], dtype="string").take(ok_codes), index=imp_index)  # per text, then rows
+           for name in _IMPRESSION_COLUMNS},
         "enabled": pd.Series(enabled_u[ok_codes], index=imp_index, dtype="boolean"),
         "key": pd.Series(CAMPAIGN_ACTIVATED, index=imp_index, dtype="string"),
     }, index=imp_index)
