@@ -326,4 +326,6 @@ def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.Da
     }
     out = pd.DataFrame(cols)
     out.index = pd.Index(out_pos)
-    return conform(out, EVENTS)
+    if list(out.columns) != list(EVENTS) or any(str(out[c].dtype) != t for c, t in EVENTS.items()):
+        out = conform(out, EVENTS)  # built to the contract above: a second copy of the frame only if not
+    return out
