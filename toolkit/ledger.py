@@ -28,6 +28,7 @@ callers pass masked URLs, and the ledger masks datafile keys again with
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sqlite3
 import threading
@@ -40,6 +41,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .contracts import Body
 from .errors import LedgerError
@@ -192,22 +195,44 @@ def _values(frame: pd.DataFrame, col: str) -> Any:
     return s.to_numpy(dtype=object, na_value=None)
 
 
+def _codes(s: pd.Series | None, n: int) -> tuple[np.ndarray, list]:
+    """Per row, the index of its value in the list of the column's distinct values (-1: NA)."""
+    if s is None:
+        return np.full(n, -1, dtype=np.int64), []
+    arr = getattr(s.array, "_pa_array", None)  # Arrow-backed strings: encoded in C, no Python per row
+    if arr is not None and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        enc = pc.dictionary_encode(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
+        return pc.fill_null(enc.indices, -1).to_numpy().astype(np.int64), enc.dictionary.to_pylist()
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    return codes.astype(np.int64), list(uniques)
+
+
 def _shape_codes(frame: pd.DataFrame) -> tuple[np.ndarray, list[tuple]]:
     """Per event, the index of its shape in the list of the frame's distinct shapes (tuples of
-    ``_SHAPE_COLS`` values, None for NA)."""
+    ``_SHAPE_COLS`` values as the ledger stores them, None for NA)."""
     n = len(frame)
     code = np.zeros(n, dtype=np.int64)
     radix = 1
+    values = []
     for col in _SHAPE_COLS:
-        codes, uniques = pd.factorize(frame[col] if col in frame.columns else pd.Series([None] * n), use_na_sentinel=True)
+        s = frame[col] if col in frame.columns else None
+        codes, uniques = _codes(s, n)
+        if col == "synthesized":  # stored as 0/1
+            uniques = [None if v is None or v is pd.NA else int(bool(v)) for v in uniques]
         code = code * (len(uniques) + 1) + (codes + 1)
         radix *= len(uniques) + 1
+        values.append(uniques)
     if radix >= 2**62:  # pragma: no cover - would take ~2^9 distinct values in every column
         raise LedgerError("too many distinct event shapes in one body to record")
-    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-    present = frame[[c for c in _SHAPE_COLS if c in frame.columns]].iloc[first]
-    cols = [_values(present, c) if c in present.columns else [None] * len(first) for c in _SHAPE_COLS]
-    return inverse.reshape(-1), list(zip(*cols, strict=True))
+    distinct, inverse = np.unique(code, return_inverse=True)
+    shapes = []
+    for c in distinct.tolist():  # the mixed-radix digits back to each column's value
+        digits = []
+        for uniques in reversed(values):
+            c, d = divmod(c, len(uniques) + 1)
+            digits.append(None if d == 0 else uniques[d - 1])
+        shapes.append(tuple(reversed(digits)))
+    return inverse.reshape(-1), shapes
 
 
 class Ledger:
@@ -368,7 +393,7 @@ class Ledger:
             ids.append(sid)
         cols = [_values(frame, c) for c in _ROW_COLS]
         cols.append(np.asarray(ids, dtype=object)[codes] if len(frame) else [])
-        cols.append([body.batch_id] * len(frame))
+        cols.append(itertools.repeat(body.batch_id, len(frame)))
         return list(zip(*cols, strict=True))
 
     def finish(self, results: Iterable[BatchResult]) -> None:
