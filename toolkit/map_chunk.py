@@ -284,8 +284,11 @@ def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.Da
     perm[~is_imp] = np.arange(nc)
     perm[is_imp] = nc + np.arange(ni)
     take = pa.array(perm)
+    imp_take = pa.array(perm - nc, mask=~is_imp)  # impression rank, null on conversion rows
 
     def both(conv_part: pa.Array | None, imp_part: pa.Array | None) -> pd.Series:
+        if conv_part is None and imp_part is not None:  # impression-only column: no nulls to concatenate
+            return _strings(imp_part.cast(_STR).take(imp_take))
         parts = [p.cast(_STR) if p is not None else pa.nulls(k, _STR)
                  for p, k in ((conv_part, nc), (imp_part, ni))]
         return _strings(pa.concat_arrays(parts).take(take))
