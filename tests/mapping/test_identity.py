@@ -124,7 +124,12 @@ def test_graph_chunked_equals_whole_equals_reference(rows, cuts, policy):
     rows = [row("e", **r) for r in rows]
     bounds = sorted({0, len(rows), *(c for c in cuts if c <= len(rows))})
     chunks = [frame(rows[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
-    parts = [IdentityGraph.extract(c, resolve_visitor_ids(c, policy)) for c in chunks]
+    ident: str | Identity = policy
+    if policy == "stitched" and rows:  # as the product does: chunks resolved with the first pass's links
+        first_pass = IdentityGraph()
+        first_pass.add(frame(rows))
+        ident = first_pass.resolver("stitched")
+    parts = [IdentityGraph.extract(c, resolve_visitor_ids(c, ident)) for c in chunks]
     whole = IdentityGraph()
     if rows:
         whole.add(frame(rows), resolve_visitor_ids(frame(rows), policy))
