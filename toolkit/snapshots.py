@@ -128,6 +128,8 @@ def snapshot_dict(row: dict) -> dict:
 
 def _floats(values: pd.Series) -> pa.Array:
     """orjson's text of each float (Arrow's cast writes some differently), null where null."""
+    if not values.notna().any():  # no value at all (most exports): no Python object per row
+        return pa.nulls(len(values), _STR)
     floats = values.to_numpy(dtype=object, na_value=None)
     present = floats != None  # noqa: E711 (element-wise)
     out = np.full(len(floats), None, dtype=object)
