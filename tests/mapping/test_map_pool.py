@@ -22,7 +22,7 @@ from toolkit.cli import main
 from toolkit.datafile import load_datafile
 from toolkit.errors import ExportError, ToolkitError
 from toolkit.map_export import MIN_POOL_ROWS, _auto_workers, iter_mapped
-from toolkit.map_pool import auto_workers, ordered_map, start_method
+from toolkit.map_pool import auto_workers, ordered_map
 from toolkit.mapping import map_export
 
 from . import poolfns
@@ -255,24 +255,30 @@ def test_a_script_without_a_main_guard_maps_in_processes(tmp_path):
     assert run.stdout.count("script ran") == 1 and "True" in run.stdout
 
 
-def test_the_pool_forks_only_a_process_without_other_threads():
-    """fork copies one thread: a lock another thread holds stays held in the child forever."""
-    import threading
-
-    assert threading.active_count() == 1 and start_method() == "fork"
-    stop = threading.Event()
-    t = threading.Thread(target=stop.wait)
-    t.start()
-    try:
-        assert start_method() == "forkserver"
-    finally:
+def test_the_pool_forks_only_a_process_without_other_threads(tmp_path):
+    """fork copies one thread: a lock another thread holds stays held in the child forever. Run in
+    a new process (this one may have threads left by other tests)."""
+    script = tmp_path / "threads.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, threading
+        sys.path.insert(0, {str(REPO)!r})
+        from toolkit.map_pool import start_method
+        from toolkit.progress import Bar
+        got = [threading.active_count(), start_method()]
+        with Bar(total=3, disable=True) as bar:  # the toolkit's bars start no monitor thread
+            bar.update(1)
+            got += [threading.active_count(), start_method()]
+        stop = threading.Event()
+        t = threading.Thread(target=stop.wait)
+        t.start()
+        got.append(start_method())
         stop.set()
         t.join()
-    from toolkit.progress import Bar
-
-    with Bar(total=3, disable=True) as bar:  # the toolkit's bars start no monitor thread
-        bar.update(1)
-        assert threading.active_count() == 1 and start_method() == "fork"
+        print(got)
+    """))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[1, 'fork', 1, 'fork', 'forkserver']"
 
 
 def test_auto_workers_maps_small_exports_here_and_large_ones_in_every_cpu():
