@@ -23,7 +23,9 @@ blueprint, identity links, options) goes to each worker once, through the pool's
   :class:`~toolkit.errors.ToolkitError` saying so; nothing hangs.
 - Shutdown: closing the generator, an exception, or Ctrl-C (workers ignore SIGINT; this process
   gets it; the CLI turns SIGTERM into the same path) cancels the queued chunks and joins the
-  workers: no process is left behind. If this process is killed outright (SIGKILL), each worker
+  workers: no process is left behind. Ctrl-C and the CLI's SIGTERM are held back while this process
+  is inside the pool's code (:class:`toolkit.signals.HeldSignals`) and raised between short waits:
+  raised inside a future's lock they left it held, and the shutdown hung (~1 Ctrl-C in 30). If this process is killed outright (SIGKILL), each worker
   notices within a second that it is gone and exits.
 """
 
@@ -38,6 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import spawn
 from multiprocessing.reduction import ForkingPickler
@@ -46,6 +49,7 @@ from typing import Any, TypeVar
 
 from .errors import ToolkitError
 from .identity import Identity
+from .signals import HeldSignals
 from .spool import Spool, put, take
 
 __all__ = ["auto_workers", "ordered_map", "map_chunks", "start_method"]
@@ -178,34 +182,59 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int,
     method = method or start_method()
     log.debug("%d worker processes (%s)", workers, method)
     spool = Spool()
-    pool = ProcessPoolExecutor(workers, mp_context=_context(method), initializer=_worker_init,
-                               initargs=(os.getpid(), initializer, initargs))
-    pending: deque[Future[str]] = deque()
-    try:
-        source = iter(items)
-        while True:
-            try:
-                item = next(source)
-            except StopIteration:
-                break
-            except Exception:
-                while pending:  # hand back what was read before the error, then raise it
-                    yield take(pending.popleft().result())
-                raise
-            pending.append(pool.submit(_call, fn, put(item, spool.folder), spool.folder))
-            del item  # written: do not hold it while waiting
-            while pending and (len(pending) >= limit or pending[0].done()):
-                yield take(pending.popleft().result())
-        while pending:
-            yield take(pending.popleft().result())
-    except BrokenProcessPool as exc:
-        raise ToolkitError(f"a worker process ended abruptly (killed, or out of memory?): {exc}; run with "
-                           "fewer workers or smaller chunks") from exc
-    finally:
-        for fut in pending:
-            fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-        spool.close()
+    held = HeldSignals()  # Ctrl-C inside the pool's locks would leave one held: shutdown would hang
+    with held:
+        pool = ProcessPoolExecutor(workers, mp_context=_context(method), initializer=_worker_init,
+                                   initargs=(os.getpid(), initializer, initargs))
+        pending: deque[Future[str]] = deque()
+        try:
+            source = iter(items)
+            while True:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    break
+                except Exception:
+                    while pending:  # hand back what was read before the error, then raise it
+                        result = take(_first_result(pending, held))
+                        with held.released():
+                            yield result
+                        del result
+                    raise
+                pending.append(pool.submit(_call, fn, put(item, spool.folder), spool.folder))
+                del item  # written: do not hold it while waiting
+                held.deliver()
+                while pending and (len(pending) >= limit or pending[0].done()):
+                    result = take(_first_result(pending, held))
+                    with held.released():
+                        yield result
+                    del result  # the caller is done with it: do not hold it while waiting
+            while pending:
+                result = take(_first_result(pending, held))
+                with held.released():
+                    yield result
+                del result
+        except BrokenProcessPool as exc:
+            raise ToolkitError(f"a worker process ended abruptly (killed, or out of memory?): {exc}; run with "
+                               "fewer workers or smaller chunks") from exc
+        finally:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            spool.close()
+
+
+def _first_result(pending: deque[Future[str]], held: HeldSignals) -> str:
+    """The result of the first pending future, then taken off ``pending``; signals held back
+    meanwhile are delivered between short waits, outside the future's lock."""
+    while True:
+        try:
+            result = pending[0].result(timeout=0.1)
+        except FutureTimeout:
+            held.deliver()
+            continue
+        pending.popleft()
+        return result
 
 
 # ---- the mapping itself
