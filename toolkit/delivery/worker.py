@@ -23,6 +23,7 @@ from ..errors import DeliveryError, TerminalDeliveryError
 from ..ledger import BatchResult, Ledger, RequestRecord
 from ..payload import EVENT_API_LIMIT
 from ..secrets import mask_url
+from ..signals import HeldSignals
 from .ratelimit import TokenBucket
 from .recorder import Recorder
 from .retry import RetryPolicy, classify_response
@@ -208,7 +209,10 @@ def deliver(
         return [f for f in pending if f.done()]
 
     def collect(futures, *, wait_first: bool) -> None:
-        done = wait(futures, return_when=FIRST_COMPLETED)[0] if wait_first else futures
+        done = futures
+        if wait_first:  # short waits: a held Ctrl-C is raised between them, outside the futures' locks
+            while not (done := wait(futures, timeout=0.1, return_when=FIRST_COMPLETED)[0]):
+                held.deliver()
         if done:
             results = [f.result() for f in done]
             for f in done:
@@ -220,61 +224,64 @@ def deliver(
     n_events: dict[str, int] = {}
     it = iter(bodies)
     exhausted = False
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
-    sender = None if dry_run else _Sender(transport, endpoint, headers, timeout, retry, limiter, stop, seed)  # type: ignore[arg-type]
-    recorder = Recorder(book, pool, sender, stop)
-    try:
-        while True:
-            # each body is handed over as soon as it is built (bodies come from a generator that may
-            # be mapping the export): the ledger thread commits it, in_flight (pending in a dry run),
-            # then the pool sends it, while this thread builds the next ones
-            while not exhausted and len(pending) < window:
-                body = next(it, None)
-                if body is None:
-                    exhausted = True
-                    break
-                t.events_total += body.n_events
-                t.batches += 1
-                if body.batch_id in finished:
-                    t.skipped += body.n_events
-                    t.add(finished[body.batch_id], body.n_events)
-                    bar.update(body.n_events)
-                    continue
-                n_events[body.batch_id] = body.n_events
-                if body.size > max_bytes:
-                    book.begin([body], status="pending")
-                    settle([_too_big(body, max_bytes)], n_events)
-                else:
-                    pending[recorder.submit(body, "pending" if dry_run else "in_flight")] = body
-                collect(done_now(), wait_first=False)  # outcomes recorded while the next bodies are built
-            if not pending:
-                if exhausted:
-                    break
-                continue
-            collect(pending, wait_first=True)
-        book.set_run({"finished_at": datetime.now(UTC).isoformat(timespec="milliseconds")})
-    except BaseException:
-        # Interrupted (Ctrl-C, a ledger write failure, a bug): stop retrying, let running requests
-        # end, record what finished; the rest stays in_flight in the ledger for --resume.
-        stop.set()
-        for f in pending:
-            f.cancel()
-        recorder.shutdown()
-        pool.shutdown(wait=True)
-        finished_now = [f.result() for f in pending if f.done() and not f.cancelled() and f.exception() is None]
+    held = HeldSignals()  # Ctrl-C inside an executor's or a future's lock would hang the shutdown below
+    with held:
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
+        sender = None if dry_run else _Sender(transport, endpoint, headers, timeout, retry, limiter, stop, seed)  # type: ignore[arg-type]
+        recorder = Recorder(book, pool, sender, stop)
         try:
-            settle(finished_now, n_events)
-        except Exception:  # the ledger itself may be what failed; it is consistent either way
-            log.debug("could not record the bodies that finished during the interruption", exc_info=True)
-        raise
-    finally:
-        recorder.shutdown()
-        pool.shutdown(wait=True)
-        bar.close()
-        if own_transport and transport is not None:
-            transport.close()
-        if own_ledger:
-            book.close()
+            while True:
+                # each body is handed over as soon as it is built (bodies come from a generator that may
+                # be mapping the export): the ledger thread commits it, in_flight (pending in a dry run),
+                # then the pool sends it, while this thread builds the next ones
+                while not exhausted and len(pending) < window:
+                    with held.released():  # building bodies maps the export: not the pool's locks
+                        body = next(it, None)
+                    if body is None:
+                        exhausted = True
+                        break
+                    t.events_total += body.n_events
+                    t.batches += 1
+                    if body.batch_id in finished:
+                        t.skipped += body.n_events
+                        t.add(finished[body.batch_id], body.n_events)
+                        bar.update(body.n_events)
+                        continue
+                    n_events[body.batch_id] = body.n_events
+                    if body.size > max_bytes:
+                        book.begin([body], status="pending")
+                        settle([_too_big(body, max_bytes)], n_events)
+                    else:
+                        pending[recorder.submit(body, "pending" if dry_run else "in_flight")] = body
+                    collect(done_now(), wait_first=False)  # outcomes recorded while the next bodies are built
+                if not pending:
+                    if exhausted:
+                        break
+                    continue
+                collect(pending, wait_first=True)
+            book.set_run({"finished_at": datetime.now(UTC).isoformat(timespec="milliseconds")})
+        except BaseException:
+            # Interrupted (Ctrl-C, a ledger write failure, a bug): stop retrying, let running requests
+            # end, record what finished; the rest stays in_flight in the ledger for --resume.
+            stop.set()
+            for f in pending:
+                f.cancel()
+            recorder.shutdown()
+            pool.shutdown(wait=True)
+            finished_now = [f.result() for f in pending if f.done() and not f.cancelled() and f.exception() is None]
+            try:
+                settle(finished_now, n_events)
+            except Exception:  # the ledger itself may be what failed; it is consistent either way
+                log.debug("could not record the bodies that finished during the interruption", exc_info=True)
+            raise
+        finally:
+            recorder.shutdown()
+            pool.shutdown(wait=True)
+            bar.close()
+            if own_transport and transport is not None:
+                transport.close()
+            if own_ledger:
+                book.close()
     t.pending += sum(n_events.values())
     seconds = time.perf_counter() - t0
     return DeliveryReport(
