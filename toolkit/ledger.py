@@ -28,7 +28,6 @@ callers pass masked URLs, and the ledger masks datafile keys again with
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import sqlite3
 import threading
@@ -195,6 +194,27 @@ def _values(frame: pd.DataFrame, col: str) -> Any:
     return s.to_numpy(dtype=object, na_value=None)
 
 
+_EVENT_ROW_WIDTH = len(_ROW_COLS) + 2  # + shape, batch_id
+_INSERT_ROWS = 256  # event rows per INSERT statement (multi-row VALUES)
+
+
+def _insert_event_rows(c: sqlite3.Connection, flat: list) -> None:
+    """Insert event rows given flat (see ``Ledger._event_rows``), ``_INSERT_ROWS`` rows per
+    statement: one multi-row ``INSERT ... VALUES (...), (...)`` binds the same values as
+    ``executemany`` with one statement per row, for ~30% less CPU (measured at 700k rows)."""
+    width = _EVENT_ROW_WIDTH
+    per = max(1, min(_INSERT_ROWS, c.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    head = f"INSERT INTO event_rows({', '.join(_ROW_COLS)}, shape, batch_id) VALUES "
+    row = "(" + ", ".join("?" * width) + ")"
+    step = per * width
+    full = len(flat) - len(flat) % step
+    if full:
+        sql = head + ", ".join([row] * per)
+        c.executemany(sql, [flat[i:i + step] for i in range(0, full, step)])
+    if full < len(flat):
+        c.execute(head + ", ".join([row] * ((len(flat) - full) // width)), flat[full:])
+
+
 def _codes(s: pd.Series | None, n: int) -> tuple[np.ndarray, list]:
     """Per row, the index of its value in the list of the column's distinct values (-1: NA)."""
     if s is None:
@@ -352,7 +372,6 @@ class Ledger:
         if status not in ("in_flight", "pending"):
             raise ValueError(f"begin() status must be in_flight or pending, not {status!r}")
         batch_rows = [(b.batch_id, b.n_events, b.size, status) for b in bodies]
-        placeholders = ", ".join("?" * (len(_ROW_COLS) + 2))
         ids = [b.batch_id for b in bodies]
         with self._lock:  # shape ids are handed out here, and kept only once committed
             known = {r[0] for r in self._read(
@@ -373,17 +392,19 @@ class Ledger:
                               [(i, *shape) for shape, i in new_shapes.items()])
                 for body_rows in rows:
                     if self._resumed:
-                        c.executemany("DELETE FROM event_rows WHERE uuid = ?", [(r[0],) for r in body_rows])
-                    c.executemany(f"INSERT INTO event_rows({', '.join(_ROW_COLS)}, shape, batch_id) "
-                                  f"VALUES ({placeholders})", body_rows)
+                        c.executemany("DELETE FROM event_rows WHERE uuid = ?",
+                                      [(u,) for u in body_rows[::_EVENT_ROW_WIDTH]])
+                    _insert_event_rows(c, body_rows)
 
             self._write(f"{len(bodies)} batch(es) as {status}", fn)
             self._shapes.update(new_shapes)
 
-    def _event_rows(self, body: Body, new_shapes: dict[tuple, int]) -> list[tuple]:
-        """The body's events as ``event_rows`` rows (plain Python values, NA -> None), column-wise;
-        shapes not in the ledger yet get the next ids, in ``new_shapes``."""
+    def _event_rows(self, body: Body, new_shapes: dict[tuple, int]) -> list:
+        """The body's events as ``event_rows`` rows (plain Python values, NA -> None), flat: row
+        after row, ``_EVENT_ROW_WIDTH`` values each, as the insert binds them; shapes not in the
+        ledger yet get the next ids, in ``new_shapes``."""
         frame = body.events
+        n = len(frame)
         codes, shapes = _shape_codes(frame)
         ids = []
         for shape in shapes:
@@ -391,10 +412,13 @@ class Ledger:
             if sid is None:
                 sid = new_shapes[shape] = len(self._shapes) + len(new_shapes)
             ids.append(sid)
-        cols = [_values(frame, c) for c in _ROW_COLS]
-        cols.append(np.asarray(ids, dtype=object)[codes] if len(frame) else [])
-        cols.append(itertools.repeat(body.batch_id, len(frame)))
-        return list(zip(*cols, strict=True))
+        flat = np.empty(n * _EVENT_ROW_WIDTH, dtype=object)  # filled a column at a time, in C
+        for j, c in enumerate(_ROW_COLS):
+            flat[j::_EVENT_ROW_WIDTH] = _values(frame, c)
+        if n:
+            flat[len(_ROW_COLS)::_EVENT_ROW_WIDTH] = np.asarray(ids, dtype=object)[codes]
+        flat[len(_ROW_COLS) + 1::_EVENT_ROW_WIDTH] = body.batch_id
+        return flat.tolist()
 
     def finish(self, results: Iterable[BatchResult]) -> None:
         """Record the outcome of bodies (their events follow): batches and requests in one transaction."""

@@ -97,6 +97,24 @@ def test_event_shapes_are_stored_once_and_read_back_as_every_column(tmp_path):
     assert page == 16384
 
 
+@pytest.mark.parametrize("n", [1, 255, 256, 257, 700])
+def test_a_body_of_any_size_is_recorded_row_for_row(tmp_path, n):
+    """Event rows are inserted many per statement: sizes on and around the statement's row count."""
+    from toolkit import ledger as ledger_mod
+
+    events = make_events(n, visitors=3)
+    (body,) = make_bodies(events, max_bytes=3_000_000)
+    assert ledger_mod._INSERT_ROWS == 256 and body.n_events == n
+    path = tmp_path / "l.sqlite"
+    with Ledger.create(path) as book:
+        book.begin([body])
+    led = read_ledger(path)
+    for col in [c for c in LEDGER_EVENTS if c in body.events.columns]:
+        expected = body.events[col].astype(LEDGER_EVENTS[col]).reset_index(drop=True)
+        assert led.events[col].reset_index(drop=True).equals(expected), col
+    assert (led.events["batch_id"] == body.batch_id).all()
+
+
 def test_an_older_ledger_is_read_but_not_resumed(tmp_path):
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as conn:  # the layout of earlier versions: status stored per event
