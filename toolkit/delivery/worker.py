@@ -192,8 +192,26 @@ def deliver(
     bar = Bar(total=total_events, unit="ev", unit_scale=True, desc="replay", disable=not progress,
                dynamic_ncols=True, leave=False)
 
-    def settle(results: list[BatchResult], n_events: dict[str, int]) -> None:
-        book.finish([r for r in results if r.status != "pending"])  # pending: recorded as such already
+    writes: list[Future[None]] = []  # outcomes handed to the ledger thread, until checked
+
+    def record(results: list[BatchResult]) -> None:
+        """Outcomes to the ledger on its thread (this one builds bodies: it must not wait for SQLite)."""
+        if results:
+            writes.append(recorder.call(book.finish, results))
+
+    def check_writes(*, wait_all: bool = False) -> None:
+        """Raise the error of an outcome the ledger could not record (a LedgerError); with
+        ``wait_all``, once everything handed to the ledger thread so far is written."""
+        if wait_all:
+            last = recorder.call(lambda: None)  # the thread runs what it is given in order
+            while not wait([last], timeout=0.1)[0]:  # short waits: a held Ctrl-C is raised between them
+                held.deliver()
+        for f in [f for f in writes if f.done()]:
+            writes.remove(f)
+            f.result()
+
+    def settle(results: list[BatchResult], n_events: dict[str, int], record=record) -> None:
+        record([r for r in results if r.status != "pending"])  # pending: recorded as such already
         for r in results:
             n = n_events.pop(r.batch_id)
             t.add(r.status, n)
@@ -218,6 +236,7 @@ def deliver(
             for f in done:
                 del pending[f]
             settle(results, n_events)
+        check_writes()
 
     window = concurrency * 2
     pending: dict[Future[BatchResult], Body] = {}
@@ -249,7 +268,7 @@ def deliver(
                         continue
                     n_events[body.batch_id] = body.n_events
                     if body.size > max_bytes:
-                        book.begin([body], status="pending")
+                        writes.append(recorder.call(book.begin, [body], status="pending"))
                         settle([_too_big(body, max_bytes)], n_events)
                     else:
                         pending[recorder.submit(body, "pending" if dry_run else "in_flight")] = body
@@ -259,10 +278,12 @@ def deliver(
                         break
                     continue
                 collect(pending, wait_first=True)
+            check_writes(wait_all=True)
             book.set_run({"finished_at": datetime.now(UTC).isoformat(timespec="milliseconds")})
         except BaseException:
             # Interrupted (Ctrl-C, a ledger write failure, a bug): stop retrying, let running requests
-            # end, record what finished; the rest stays in_flight in the ledger for --resume.
+            # end, record what finished (the outcomes queued for the ledger thread are written before
+            # it stops); the rest stays in_flight in the ledger for --resume.
             stop.set()
             for f in pending:
                 f.cancel()
@@ -270,7 +291,7 @@ def deliver(
             pool.shutdown(wait=True)
             finished_now = [f.result() for f in pending if f.done() and not f.cancelled() and f.exception() is None]
             try:
-                settle(finished_now, n_events)
+                settle(finished_now, n_events, record=book.finish)
             except Exception:  # the ledger itself may be what failed; it is consistent either way
                 log.debug("could not record the bodies that finished during the interruption", exc_info=True)
             raise
