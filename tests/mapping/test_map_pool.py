@@ -96,6 +96,27 @@ def test_chunks_mapped_in_pieces_are_the_chunks_mapped_whole(datafile, tmp_path,
     assert runs[0] == runs[1]
 
 
+def test_pieces_yielded_as_mapped_do_not_depend_on_the_workers(datafile, tmp_path, monkeypatch):
+    """``whole=False`` (what a replay builds bodies from): the pieces of every chunk, cut the same way
+    with or without a pool, and together the chunks mapped whole."""
+    import pandas as pd
+
+    import toolkit.map_export as me
+
+    export = write_jsonl(tmp_path / "export.jsonl", synthetic(60))
+    kw = dict(blueprint=_blueprint(), chunk_rows=60, progress=False)
+    whole = list(iter_mapped(export, datafile, workers=0, **kw))
+    monkeypatch.setattr(me, "MIN_PIECE_ROWS", 10)
+    runs = {w: list(iter_mapped(export, datafile, workers=w, whole=False, **kw)) for w in (0, 2)}
+    assert len(runs[0]) == len(runs[2]) > 3 * len(whole) >= 3
+    assert [p.rows_in for p in runs[0][:4]] == [15] * 4
+    assert sum(p.rows_in for p in runs[0]) == sum(c.rows_in for c in whole)
+    for a, b in zip(runs[0], runs[2], strict=True):
+        assert a.rows_in == b.rows_in and a.events.equals(b.events) and a.quarantine.equals(b.quarantine)
+    joined = pd.concat([p.events for p in runs[0]], ignore_index=True)
+    assert joined.equals(pd.concat([c.events for c in whole], ignore_index=True))
+
+
 def _blueprint():
     from toolkit.blueprint import load_blueprint
 

@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = p.add_argument_group("mapping (with --export)")
     add_mapping_args(m, defaults=False)
     m.add_argument("--chunk-rows", type=_positive(int), metavar="N",
-                   help=f"export rows mapped and sent at a time (default {CHUNK_ROWS:,}; bodies depend on it, "
+                   help=f"export rows mapped at a time, in up to 4 pieces of 25,000 rows or more, each built "
+                   f"into bodies and sent as soon as it is mapped (default {CHUNK_ROWS:,}; bodies depend on it, "
                    "so --resume reuses the run's value); --decisions bucket maps the whole export first")
     p.set_defaults(func=run)
 
@@ -143,7 +144,7 @@ def _load_events(args: argparse.Namespace, df):
     counts = [0, 0, 0, 0]  # rows in, mapped, skipped, quarantined
     mapped = iter_mapped(args.export, df, blueprint=blueprint or load_blueprint(), identity=args.identity,
                          decisions=args.decisions, fmt=args.fmt, progress=_progress(args),
-                         chunk_rows=args.chunk_rows, workers=args.workers)
+                         chunk_rows=args.chunk_rows, workers=args.workers, whole=False)
     # the first chunk now, before delivery starts its threads: the map workers can then be forked
     # (toolkit.map_pool), which spares each of them importing the toolkit
     first = next(mapped, None)
