@@ -2,9 +2,10 @@
 
 Measured side by side in one run on the same machine, each side repeated (median and spread):
 
-- toolkit: what the product runs: ``iter_mapped`` (the JSONL loader here, the mapping in worker
-  processes with the default ``workers``) -> ``iter_bodies`` per chunk here, events/s over the
-  whole export (every Optimizely event ends up in a serialized body);
+- toolkit: what a streaming replay runs: ``iter_mapped(whole=False)`` (the export cut here, loaded
+  and mapped in worker processes with the default ``workers``, each chunk as up to 4 pieces handed
+  back as they are mapped) -> ``iter_bodies`` per piece here, events/s over the whole export
+  (every Optimizely event ends up in a serialized body);
 - optimizely-sdk: the same mapped events built one by one with ``UserEventFactory``
   (``create_conversion_event`` / ``create_impression_event``) + ``EventFactory.create_log_event``
   and serialized with ``json.dumps`` (what its dispatcher sends), on a slice: it is far slower.
@@ -17,7 +18,8 @@ process tree, sampled with psutil) of the ``toolkit map`` command runs in a subp
 
 Targets (issue 3, issue 10 rows 1 and 6): toolkit >= 10x the SDK path; ``toolkit map`` peak RSS
 <= 2 GB and growing < 25% from 1M to 10M rows. Sizes: ``BENCH_MAP_EVENTS`` (default 1000000),
-``BENCH_MAP_SDK_EVENTS`` (20000), ``BENCH_MAP_REPEAT`` (3), ``BENCH_MAP_MEMORY_ROWS``
+``BENCH_MAP_SDK_EVENTS`` (40000 rows: ~2 s per repeat; with half that, ~1 s slices spread 43-53% on
+a shared VM), ``BENCH_MAP_REPEAT`` (5), ``BENCH_MAP_MEMORY_ROWS``
 ("1000000,10000000"; empty to skip). ``tests/mapping/test_bench_map_small.py`` runs it tiny.
 """
 
@@ -40,8 +42,8 @@ import pytest
 from tests.benchmarks.harness import add_rss_rows, peak_rss_tree, pool_workers, spread_of
 
 N_EVENTS = int(os.environ.get("BENCH_MAP_EVENTS", "1000000"))
-SDK_EVENTS = int(os.environ.get("BENCH_MAP_SDK_EVENTS", "20000"))
-REPEAT = int(os.environ.get("BENCH_MAP_REPEAT", "3"))
+SDK_EVENTS = int(os.environ.get("BENCH_MAP_SDK_EVENTS", "40000"))
+REPEAT = int(os.environ.get("BENCH_MAP_REPEAT", "5"))
 MEMORY_ROWS = tuple(int(x) for x in os.environ.get("BENCH_MAP_MEMORY_ROWS", "1000000,10000000").split(",") if x)
 TARGET = 10.0
 
@@ -155,8 +157,8 @@ def _worker_cpu() -> dict[int, float]:
 
 
 def _toolkit_path(export: Path, datafile, chunk_rows: int) -> tuple[int, int, int, int, dict, dict]:
-    """What ``toolkit map`` / a replay runs: ``iter_mapped`` with its default workers (loading here,
-    mapping in worker processes), then ``iter_bodies`` per chunk here. Phases: ``load + map`` is
+    """What a streaming replay runs: ``iter_mapped(whole=False)`` with its default workers (cutting
+    here, loading and mapping in worker processes), then ``iter_bodies`` per piece here. Phases: ``load + map`` is
     this process's time to get each mapped chunk (loading, handing off, waiting), ``bodies`` its
     time building them; ``workers`` CPU is the worker processes' (their wall overlaps the others)."""
     from toolkit.blueprint import load_blueprint
@@ -167,7 +169,8 @@ def _toolkit_path(export: Path, datafile, chunk_rows: int) -> tuple[int, int, in
     rows_in = events = bodies = size = 0
     wall = {"load + map": 0.0, "bodies": 0.0}
     cpu = dict(wall)
-    chunks = iter(iter_mapped(export, datafile, blueprint=blueprint, chunk_rows=chunk_rows, progress=False))
+    chunks = iter(iter_mapped(export, datafile, blueprint=blueprint, chunk_rows=chunk_rows, progress=False,
+                              whole=False))
     before, seen = _worker_cpu(), {}
 
     def tick(phase: str, t: tuple[float, float]) -> tuple[float, float]:

@@ -16,7 +16,7 @@ All three throughput paths post to the same minimal local sink (its own process)
 Memory (issue 10 row 6): peak RSS, summed over the process tree (mapping workers included) and
 sampled with psutil, of ``toolkit replay --dry-run`` on generated exports of 1M and 10M rows.
 
-The three paths are measured ``BENCH_REPLAY_REPEAT`` times (default 3), interleaved so each sees the
+The three paths are measured ``BENCH_REPLAY_REPEAT`` times (default 5), interleaved so each sees the
 same machine load; figures are medians, with the spread ((max - min) / median) of the toolkit and
 SDK repeats. Each toolkit repeat is a new run with its own ledger.
 
@@ -47,7 +47,7 @@ from tests.delivery.sink import Sink
 
 N_EVENTS = int(os.environ.get("BENCH_REPLAY_EVENTS", "1000000"))  # rows of the generated export
 SDK_EVENTS = 20_000  # the SDK path is measured on a slice: it is ~two orders of magnitude slower
-REPEAT = int(os.environ.get("BENCH_REPLAY_REPEAT", "3"))
+REPEAT = int(os.environ.get("BENCH_REPLAY_REPEAT", "5"))
 MEMORY_ROWS = tuple(int(x) for x in os.environ.get("BENCH_REPLAY_MEMORY_ROWS", "1000000,10000000").split(",") if x)
 TARGET = 20.0
 KEY = "BenchReplaySdkKey"  # the toolkit reads the SDK key from the environment
