@@ -114,14 +114,14 @@ def _parts(path, fmt, blueprint: Blueprint, chunk_rows: int):
 @dataclass(frozen=True)
 class MappedChunk:
     """One chunk of the export, mapped: its events, every quarantined row (the loader's and the
-    mapper's, in export order), and what it adds to the identity graph."""
+    mapper's, in export order), and what it adds to the identity graph (None when not asked for)."""
 
     rows_in: int
     events: pd.DataFrame  # EVENTS
     quarantine: pd.DataFrame  # QUARANTINE
     skipped: dict[str, int]
     warnings: dict[str, int]
-    graph: GraphPart
+    graph: GraphPart | None
 
 
     @classmethod
@@ -137,7 +137,7 @@ class MappedChunk:
             warnings.update(p.warnings)
         return cls(sum(p.rows_in for p in pieces), _concat([p.events for p in pieces]),
                    _concat([p.quarantine for p in pieces]), dict(skipped), dict(warnings),
-                   GraphPart.combine([p.graph for p in pieces]))
+                   None if pieces[0].graph is None else GraphPart.combine([p.graph for p in pieces]))
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -168,8 +168,9 @@ def _whole(pieces: Iterator[MappedChunk], k: int) -> Iterator[MappedChunk]:
 
 
 def map_chunk(chunk, datafile: Datafile, blueprint: Blueprint, ident: Identity, *, decisions: str,
-              max_bytes: int) -> MappedChunk:
-    """Map one loaded chunk (``toolkit.exports`` chunk: ``rows_in``, ``events``, ``quarantine``)."""
+              max_bytes: int, graph_part: bool = True) -> MappedChunk:
+    """Map one loaded chunk (``toolkit.exports`` chunk: ``rows_in``, ``events``, ``quarantine``);
+    ``graph_part=False`` leaves out what it adds to the identity graph (its ``graph`` is None)."""
     res = map_events(chunk.events, datafile, blueprint, identity=ident, activations=decisions != "none",
                      max_bytes=max_bytes)
     quarantine = res.quarantine
@@ -177,7 +178,8 @@ def map_chunk(chunk, datafile: Datafile, blueprint: Blueprint, ident: Identity, 
         quarantine = pd.concat([conform(chunk.quarantine, QUARANTINE), res.quarantine], ignore_index=True)
         quarantine = quarantine.sort_values("source_row", kind="stable").reset_index(drop=True)
     # stitched: the first pass merged every link already; the chunk adds only its visitors
-    part = IdentityGraph.extract(chunk.events, res.events["visitor_id"], pairs=ident.policy != "stitched")
+    part = IdentityGraph.extract(chunk.events, res.events["visitor_id"], pairs=ident.policy != "stitched") \
+        if graph_part else None
     return MappedChunk(int(chunk.rows_in), res.events, quarantine, res.skipped, res.warnings, part)
 
 
@@ -195,6 +197,7 @@ def iter_mapped(
     graph: IdentityGraph | None = None,
     workers: int | None = None,
     whole: bool = True,
+    graph_parts: bool = True,
 ) -> Iterator[MappedChunk]:
     """The export mapped chunk by chunk, in export order (what ``map_export`` and a streaming
     replay consume). ``identity="stitched"`` first reads the export once for the identify links,
@@ -213,7 +216,10 @@ def iter_mapped(
     so the frames still depend on ``chunk_rows`` only. A replay takes them: its first bodies go out
     as soon as the first piece is mapped, and after the last one only that piece's bodies are left
     to build and record (with whole chunks of 200k rows, ~1 s of the end of a 1M-row replay ran
-    on one core; measured)."""
+    on one core; measured).
+
+    ``graph_parts=False``: no chunk's ``graph`` part (None), for callers that do not count visitors
+    (a replay): extracting it cost ~0.5 CPU-s per 1M rows (measured)."""
     from .progress import Bar
 
     if workers is not None and workers < 0:
@@ -231,14 +237,14 @@ def iter_mapped(
     if workers is None:
         parts, workers = _auto_workers(parts, chunk_rows, k)
     if workers == 0:
-        mapped = (map_chunk(part.load(), datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes)
-                  for part in parts)
+        mapped = (map_chunk(part.load(), datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes,
+                            graph_part=graph_parts) for part in parts)
     else:
         from .map_pool import map_chunks
 
         # as many chunks ahead as without pieces (the pool's default counts items: here, pieces)
         mapped = map_chunks(parts, datafile, blueprint, ident, decisions=decisions, max_bytes=max_bytes,
-                            workers=workers, in_flight=k * (2 * workers + 1))
+                            workers=workers, in_flight=k * (2 * workers + 1), graph_parts=graph_parts)
     yield from _whole(mapped, k) if whole else mapped
 
 

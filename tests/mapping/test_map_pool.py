@@ -115,6 +115,11 @@ def test_pieces_yielded_as_mapped_do_not_depend_on_the_workers(datafile, tmp_pat
         assert a.rows_in == b.rows_in and a.events.equals(b.events) and a.quarantine.equals(b.quarantine)
     joined = pd.concat([p.events for p in runs[0]], ignore_index=True)
     assert joined.equals(pd.concat([c.events for c in whole], ignore_index=True))
+    # a replay counts no visitors: without graph parts, the same pieces
+    bare = list(iter_mapped(export, datafile, workers=2, whole=False, graph_parts=False, **kw))
+    assert all(p.graph is None for p in bare) and all(p.graph is not None for p in runs[2])
+    for a, b in zip(runs[2], bare, strict=True):
+        assert a.rows_in == b.rows_in and a.events.equals(b.events) and a.quarantine.equals(b.quarantine)
 
 
 def _blueprint():
