@@ -18,7 +18,7 @@ import io
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain, islice, repeat
+from itertools import chain, compress, islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +71,13 @@ def _field(objs: list[dict], names: tuple[str, ...]) -> pa.Array:
     if len(names) == 1 or got.null_count == 0:
         return got
     nulls = np.flatnonzero(pc.is_null(got).to_numpy(zero_copy_only=False))
-    sub = [objs[i] for i in nulls.tolist()]
+    sub = list(map(objs.__getitem__, nulls.tolist()))
+    if not any(any(map(dict.__contains__, sub, repeat(name))) for name in names[1:]):
+        return got  # no other name anywhere (e.g. no user id on anonymous events): nothing to fall back to
     absent = ~np.fromiter(map(dict.__contains__, sub, repeat(names[0])), dtype=bool, count=len(sub))
     if not absent.any():
         return got
-    rest = _field([d for d, a in zip(sub, absent.tolist(), strict=True) if a], names[1:])
+    rest = _field(list(compress(sub, absent.tolist())), names[1:])
     if rest.null_count == len(rest):  # no other name gives a value either
         return got
     mask = np.zeros(len(objs), dtype=bool)

@@ -97,7 +97,8 @@ def _money_columns(dicts: list[dict], revenue_keys: Sequence[str]) -> PropColumn
     """revenue_raw, revenue_source, currency, value_raw and quantity of each dict."""
     n = len(dicts)
     columns: dict[str, Any] = {}
-    revs = [_texts(list(map(_GET, dicts, repeat(key))), money_text) for key in revenue_keys]
+    texts = {key: _texts(list(map(_GET, dicts, repeat(key))), money_text) for key in (*revenue_keys, "value")}
+    revs = [texts[key] for key in revenue_keys]  # "value" is read once when it is a revenue key too
     source = np.full(n, -1, dtype=np.int32)  # the first revenue key present in each dict
     for j in range(len(revs) - 1, -1, -1):
         if revs[j].null_count < n:
@@ -105,7 +106,7 @@ def _money_columns(dicts: list[dict], revenue_keys: Sequence[str]) -> PropColumn
     columns["revenue_raw"] = (revs[0] if len(revs) == 1 else pc.coalesce(*revs)) if revs else pa.nulls(n, pa.string())
     columns["revenue_source"] = pa.array(list(revenue_keys), type=pa.string()).take(pa.array(source, mask=source < 0))
     columns["currency"] = _texts(list(map(_GET, dicts, repeat("currency"))), _currency)
-    columns["value_raw"] = _texts(list(map(_GET, dicts, repeat("value"))), money_text)
+    columns["value_raw"] = texts["value"]
 
     vals = list(map(_GET, dicts, repeat("quantity")))
     idx = _present(vals)
