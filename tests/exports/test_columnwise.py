@@ -85,6 +85,27 @@ def test_jsonl_columns_equal_the_row_reference(tmp_path, chunk_rows):
             assert (None if got.loc[i] is pd.NA else got.loc[i]) == want, (col, i)
 
 
+def test_jsonl_columns_equal_the_row_reference_when_most_rows_carry_no_money(tmp_path):
+    """Most rows without any money key (page views, identifies): the loader reads only the rows
+    that have one and expands the columns back; the same columns as reading every row."""
+    from toolkit.exports import _props
+
+    lines = odd_lines(6000, seed=5)
+    money = {"revenue", "total", "value", "currency", "quantity"}
+    for i, e in enumerate(lines):
+        if i % 5 and isinstance(e.get("properties"), dict):
+            e["properties"] = {k: v for k, v in e["properties"].items() if k not in money}
+    path = tmp_path / "mostly-pages.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    calls = []
+    expand = _props._expand
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_props, "_expand", lambda *a: calls.append(1) or expand(*a))
+        chunk = load_export(path, chunk_rows=5000)
+    assert calls  # the subset path ran
+    check(chunk, lines)
+
+
 def test_parquet_json_text_columns_equal_the_row_reference(tmp_path):
     lines = odd_lines(3000, seed=11)
     texts = [e.get("properties") if isinstance(e.get("properties"), str | None)
