@@ -127,16 +127,21 @@ def map_events(
     identity: str | Identity = "user_or_anonymous",
     activations: bool = True,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    body_order: bool = False,
 ) -> MapResult:
     """Map one chunk of NORMALIZED rows. ``activations=False`` (``--decisions none``) skips the
-    activation events (counted as ``activation_not_sent``) instead of sending impressions."""
+    activation events (counted as ``activation_not_sent``) instead of sending impressions.
+
+    The events come in input order, or with ``body_order`` in the order bodies group them
+    (:func:`toolkit.payload.body_order`): the columns are then built in that order directly, and
+    building bodies from them skips re-sorting the whole frame."""
     with gc_paused():  # per-row tags and uuids: many small objects, no cycles
         return _map_events(normalized, datafile, blueprint, identity=identity, activations=activations,
-                           max_bytes=max_bytes)
+                           max_bytes=max_bytes, body_order=body_order)
 
 
 def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Blueprint, *,
-                identity: str | Identity, activations: bool, max_bytes: int) -> MapResult:
+                identity: str | Identity, activations: bool, max_bytes: int, body_order: bool) -> MapResult:
     f = conform(normalized, NORMALIZED).reset_index(drop=True)
     n = len(f)
     verdict = _Verdicts(n)
@@ -234,7 +239,8 @@ def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Bluepri
                                      _objects(cur.iloc[c_pos]).tolist(), blueprint.tags)
     warnings["properties_not_an_object"] += bad_conv + bad_act
 
-    out = _assemble(f, c_pos, uuids.loc[c_pos], imp, keys, visitor, revenue, has_revenue, value, has_value, tags, datafile)
+    out = _assemble(f, c_pos, uuids.loc[c_pos], imp, keys, visitor, revenue, has_revenue, value, has_value, tags, datafile,
+                    in_body_order=body_order)
 
     # a single event over the body cap can never be sent
     if len(out):
@@ -270,9 +276,10 @@ def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Bluepri
 def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.DataFrame, keys: pd.Series,
               visitor: pd.Series,
               revenue: np.ndarray, has_revenue: np.ndarray, value: np.ndarray, has_value: np.ndarray,
-              tags: pa.Array, datafile: Datafile) -> pd.DataFrame:
+              tags: pa.Array, datafile: Datafile, *, in_body_order: bool = False) -> pd.DataFrame:
     """The EVENTS frame of the mapped rows (conversions at ``c_pos``, impressions at ``imp.index``),
-    in input order and indexed by row position; string columns are built as Arrow arrays."""
+    in input order (or body order) and indexed by row position; string columns are built as Arrow
+    arrays, each with one take."""
     i_pos = imp.index.to_numpy(dtype=np.int64)
     kind = np.zeros(len(f), dtype=np.int8)  # 1 conversion, 2 impression, 0 not mapped
     kind[c_pos], kind[i_pos] = 1, 2
@@ -283,6 +290,18 @@ def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.Da
     perm = np.empty(len(out_pos), dtype=np.int64)
     perm[~is_imp] = np.arange(nc)
     perm[is_imp] = nc + np.arange(ni)
+    if in_body_order:  # the rows reordered before any column is built: one take per column still
+        from .payload import body_order
+
+        both_uuids = pa.concat_arrays([_arrow(c_uuids).cast(_STR), _arrow(imp["uuid"].astype("string")).cast(_STR)])
+        keys_frame = pd.DataFrame({
+            "visitor_id": _strings(_arrow(visitor.iloc[out_pos])),
+            "kind": pd.Series(np.where(is_imp, "impression", "conversion"), dtype="string"),
+            "timestamp": f["timestamp"].iloc[out_pos].reset_index(drop=True),
+            "uuid": _strings(both_uuids.take(pa.array(perm))),
+        })
+        order = body_order(keys_frame)
+        perm, is_imp, out_pos = perm[order], is_imp[order], out_pos[order]
     take = pa.array(perm)
     imp_take = pa.array(perm - nc, mask=~is_imp)  # impression rank, null on conversion rows
 
@@ -300,14 +319,16 @@ def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.Da
     event_ids = {k: e.id for k, e in datafile.events.items()}
     numeric_rows = ~is_imp
 
+    conv_rank = perm[numeric_rows]  # per conversion row out: its rank in c_pos
+
     def numeric(values: np.ndarray, valid: np.ndarray, dtype: str) -> pd.Series:
         v, m = np.zeros(len(out_pos), dtype=values.dtype), np.zeros(len(out_pos), dtype=bool)
-        v[numeric_rows], m[numeric_rows] = values[c_pos], valid[c_pos]
+        v[numeric_rows], m[numeric_rows] = values[c_pos][conv_rank], valid[c_pos][conv_rank]
         cls = pd.arrays.IntegerArray if dtype == "Int64" else pd.arrays.FloatingArray
         return pd.Series(cls(v, ~m))
 
     enabled = np.zeros(len(out_pos), dtype=bool)
-    enabled[is_imp] = imp["enabled"].to_numpy(dtype=bool, na_value=False)
+    enabled[is_imp] = imp["enabled"].to_numpy(dtype=bool, na_value=False)[perm[is_imp] - nc]
     cols = {
         "kind": _strings(pa.DictionaryArray.from_arrays(pa.array(is_imp.astype(np.int8)),
                                                         pa.array(["conversion", "impression"], _STR))),

@@ -240,9 +240,10 @@ def _first_result(pending: deque[Future[str]], held: HeldSignals) -> str:
 # ---- the mapping itself
 
 
-def _init_mapper(datafile, blueprint, ident: Identity, decisions: str, max_bytes: int, graph_parts: bool) -> None:
+def _init_mapper(datafile, blueprint, ident: Identity, decisions: str, max_bytes: int, graph_parts: bool,
+                 body_order: bool) -> None:
     _state.update(datafile=datafile, blueprint=blueprint, ident=ident, decisions=decisions, max_bytes=max_bytes,
-                  graph_parts=graph_parts)
+                  graph_parts=graph_parts, body_order=body_order)
 
 
 def _map_one(part):
@@ -251,13 +252,14 @@ def _map_one(part):
 
     s = _state
     return map_chunk(part.load(), s["datafile"], s["blueprint"], s["ident"], decisions=s["decisions"],
-                     max_bytes=s["max_bytes"], graph_part=s["graph_parts"])
+                     max_bytes=s["max_bytes"], graph_part=s["graph_parts"], body_order=s["body_order"])
 
 
 def map_chunks(parts: Iterable, datafile, blueprint, ident: Identity, *, decisions: str, max_bytes: int,
-               workers: int, in_flight: int | None = None, graph_parts: bool = True) -> Iterator:
+               workers: int, in_flight: int | None = None, graph_parts: bool = True,
+               body_order: bool = False) -> Iterator:
     """Load and :func:`toolkit.map_export.map_chunk` each export part (:class:`toolkit.exports.ExportPart`)
     in ``workers`` processes, in order."""
-    args = (datafile, blueprint, ident, decisions, max_bytes, graph_parts)
+    args = (datafile, blueprint, ident, decisions, max_bytes, graph_parts, body_order)
     return ordered_map(_map_one, parts, workers=workers, initializer=_init_mapper, initargs=args,
                        in_flight=in_flight)

@@ -105,8 +105,33 @@ def body_order(events: pd.DataFrame) -> np.ndarray:
         "ts": pa.array(events["timestamp"].astype("Int64").fillna(0).to_numpy(dtype=np.int64)),
         "uuid": pa.array(events["uuid"].astype("string").array),
     })
+    if _in_order(table):  # e.g. mapped with body_order=True: no sort, no reordering
+        return np.arange(n, dtype=np.int64)
     keys = [(c, "ascending", "at_start") for c in table.column_names]
     return pc.sort_indices(table, sort_keys=keys).to_numpy().astype(np.int64)
+
+
+def _in_order(table: pa.Table) -> bool:
+    """Whether the rows of ``table`` (visitor, kind, ts, uuid) are already in body order: each row
+    not after the next by the sort keys (texts compared byte by byte, which is code point order,
+    as the sort does). Texts with nulls are left to the sort."""
+    n = table.num_rows
+    if n < 2:
+        return True
+    v, u = (table[c].combine_chunks() for c in ("visitor", "uuid"))
+    if v.null_count or u.null_count:
+        return False
+    k, t = (table[c].to_numpy() for c in ("kind", "ts"))
+    head, tail = slice(0, n - 1), slice(1, n)
+
+    def cmp(fn, arr: pa.Array) -> np.ndarray:
+        return fn(arr.slice(1), arr.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+
+    ok = cmp(pc.greater_equal, u)
+    ok = (t[tail] > t[head]) | ((t[tail] == t[head]) & ok)
+    ok = (k[tail] > k[head]) | ((k[tail] == k[head]) & ok)
+    ok = cmp(pc.greater, v) | (cmp(pc.equal, v) & ok)
+    return bool(ok.all())
 
 
 @contextlib.contextmanager

@@ -170,7 +170,7 @@ def _toolkit_path(export: Path, datafile, chunk_rows: int) -> tuple[int, int, in
     wall = {"load + map": 0.0, "bodies": 0.0}
     cpu = dict(wall)
     chunks = iter(iter_mapped(export, datafile, blueprint=blueprint, chunk_rows=chunk_rows, progress=False,
-                              whole=False, graph_parts=False))
+                              whole=False, graph_parts=False, body_order=True))
     before, seen = _worker_cpu(), {}
 
     def tick(phase: str, t: tuple[float, float]) -> tuple[float, float]:

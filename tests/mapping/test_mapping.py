@@ -203,3 +203,58 @@ def test_output_keeps_input_order_and_is_deterministic(datafile, blueprint):
 def test_empty_chunk(datafile, blueprint):
     res = _map([], datafile, blueprint)
     assert res.events.empty and res.quarantine.empty and res.skipped == {}
+
+
+def test_body_order_gives_the_same_events_sorted_as_bodies_group_them():
+    """map_events(body_order=True): the export-order output reordered as iter_bodies would, so
+    building bodies skips the sort; quarantine, counts and bodies are unchanged."""
+    import numpy as np
+
+    from tests.conftest import REPO
+    from toolkit.datafile import load_datafile
+    from toolkit.exports import load_export
+    from toolkit.payload import body_order, iter_bodies
+
+    sample = REPO / "data" / "sample"
+    df, bp = load_datafile(str(sample / "datafile.json")), load_blueprint()
+    normalized = load_export(sample / "export.jsonl").events
+    a = map_events(normalized, df, bp)
+    b = map_events(normalized, df, bp, body_order=True)
+    assert (a.events["kind"] == "impression").any() and (a.events["kind"] == "conversion").any()
+    order = body_order(a.events)
+    assert not np.array_equal(order, np.arange(len(order)))  # export order is not body order here
+    pd.testing.assert_frame_equal(b.events, a.events.iloc[order].reset_index(drop=True))
+    assert np.array_equal(body_order(b.events), np.arange(len(b.events)))
+    pd.testing.assert_frame_equal(a.quarantine, b.quarantine)
+    assert (a.skipped, a.warnings) == (b.skipped, b.warnings)
+    kw = dict(account_id=df.account_id, project_id=df.project_id, revision=df.revision, max_bytes=20_000)
+    assert [x.data for x in iter_bodies(a.events, **kw)] == [x.data for x in iter_bodies(b.events, **kw)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_in_order_check_agrees_with_the_sort(seed):
+    """body_order's shortcut (rows already in order: no sort) says yes exactly when the sort would
+    leave the rows where they are: ties, equal visitors, impressions and conversions mixed."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from toolkit.payload import _in_order
+
+    rnd = np.random.default_rng(seed)
+    for _ in range(200):
+        n = int(rnd.integers(2, 9))
+        table = pa.table({"visitor": pa.array([f"v{x}" for x in rnd.integers(0, 3, n)]),
+                          "kind": pa.array(rnd.integers(0, 2, n).astype(np.int8)),
+                          "ts": pa.array(rnd.integers(0, 3, n).astype(np.int64)),
+                          "uuid": pa.array([f"u{x}" for x in rnd.integers(0, 3, n)])})
+        if rnd.random() < 0.7:  # mostly sorted frames, some with two rows swapped
+            table = table.take(pc.sort_indices(table, [(c, "ascending") for c in table.column_names]))
+            if rnd.random() < 0.3:
+                i, j = rnd.choice(n, 2, replace=False)
+                idx = np.arange(n)
+                idx[[i, j]] = idx[[j, i]]
+                table = table.take(pa.array(idx))
+        keys = [(c, "ascending", "at_start") for c in table.column_names]
+        stays = np.array_equal(pc.sort_indices(table, sort_keys=keys).to_numpy(), np.arange(n))
+        assert _in_order(table) == stays

@@ -144,7 +144,8 @@ def _load_events(args: argparse.Namespace, df):
     counts = [0, 0, 0, 0]  # rows in, mapped, skipped, quarantined
     mapped = iter_mapped(args.export, df, blueprint=blueprint or load_blueprint(), identity=args.identity,
                          decisions=args.decisions, fmt=args.fmt, progress=_progress(args),
-                         chunk_rows=args.chunk_rows, workers=args.workers, whole=False, graph_parts=False)
+                         chunk_rows=args.chunk_rows, workers=args.workers, whole=False, graph_parts=False,
+                         body_order=True)
     # the first chunk now, before delivery starts its threads: the map workers can then be forked
     # (toolkit.map_pool), which spares each of them importing the toolkit
     first = next(mapped, None)
