@@ -40,7 +40,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import spawn
 from multiprocessing.reduction import ForkingPickler
@@ -227,14 +226,8 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int,
 def _first_result(pending: deque[Future[str]], held: HeldSignals) -> str:
     """The result of the first pending future, then taken off ``pending``; signals held back
     meanwhile are delivered between short waits, outside the future's lock."""
-    while True:
-        try:
-            result = pending[0].result(timeout=0.1)
-        except FutureTimeout:
-            held.deliver()
-            continue
-        pending.popleft()
-        return result
+    held.wait([pending[0]])
+    return pending.popleft().result()
 
 
 # ---- the mapping itself

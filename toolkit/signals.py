@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -60,6 +61,14 @@ class HeldSignals:
             handler = self._saved.get(signum, signal.getsignal(signum))
             if callable(handler):
                 handler(signum, None)
+
+    def wait(self, futures: Iterable[Future], return_when: str = FIRST_COMPLETED, step: float = 0.1) -> set[Future]:
+        """``concurrent.futures.wait`` (no timeout) in waits of ``step`` seconds, the signals
+        recorded meanwhile delivered between them, outside the futures' locks; the done ones."""
+        futures = list(futures)
+        while not (done := wait(futures, timeout=step, return_when=return_when)[0]):
+            self.deliver()
+        return done
 
     @contextmanager
     def released(self) -> Iterator[None]:

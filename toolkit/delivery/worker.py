@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,9 +203,7 @@ def deliver(
         """Raise the error of an outcome the ledger could not record (a LedgerError); with
         ``wait_all``, once everything handed to the ledger thread so far is written."""
         if wait_all:
-            last = recorder.call(lambda: None)  # the thread runs what it is given in order
-            while not wait([last], timeout=0.1)[0]:  # short waits: a held Ctrl-C is raised between them
-                held.deliver()
+            held.wait([recorder.call(lambda: None)])  # the thread runs what it is given in order
         for f in [f for f in writes if f.done()]:
             writes.remove(f)
             f.result()
@@ -229,8 +227,7 @@ def deliver(
     def collect(futures, *, wait_first: bool) -> None:
         done = futures
         if wait_first:  # short waits: a held Ctrl-C is raised between them, outside the futures' locks
-            while not (done := wait(futures, timeout=0.1, return_when=FIRST_COMPLETED)[0]):
-                held.deliver()
+            done = held.wait(futures)
         if done:
             results = [f.result() for f in done]
             for f in done:
