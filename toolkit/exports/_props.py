@@ -1,12 +1,12 @@
 """Properties to the NORMALIZED property columns, column-wise, with no Python loop per row.
 
-Every per-row step runs inside C: ``map(orjson.loads, texts)``, ``map(dict.get, dicts, keys)``,
+Every per-row step runs inside C: ``map(loads, texts)`` (msgspec), ``map(dict.get, dicts, keys)``,
 ``map(orjson.dumps, dicts)``, Arrow for building and expanding columns. Python code only touches
-the rows that need it: the values of a money field that are not text, and the rows orjson refuses
+the rows that need it: the values of a money field that are not text, and the rows the parser refuses
 (which get the careful path of ``_chunk``). JSON text columns from Arrow (CSV, Parquet) are parsed
 once per distinct text of the chunk (Arrow's dictionary encoding), then expanded by index.
 
-Text that orjson refuses is retried with the standard library (exact decimals, huge integers):
+Text the parser refuses is retried with the standard library (exact decimals):
 the outputs are those of ``_chunk``'s one-row functions, only faster.
 """
 
@@ -19,11 +19,10 @@ from operator import is_, is_not
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._values import as_dict, dumps_column, map_careful, money_text, quantity
+from ._values import as_dict, dumps_column, loads, map_careful, money_text, quantity
 
 __all__ = ["Props", "PropColumns", "from_texts", "from_values", "concat", "parse_texts", "parse_values", "property_columns"]
 
@@ -33,7 +32,7 @@ PropColumns = dict[str, "pa.Array | np.ndarray"]  # column -> Arrow string array
 
 def parse_texts(texts: list[str]) -> list[dict | None]:
     """JSON texts (no nulls) -> dict per text, None when it is not a JSON object."""
-    parsed = map_careful(orjson.loads, texts, as_dict)
+    parsed = map_careful(loads, texts, as_dict)
     if not _all_dicts(parsed):
         parsed = [d if type(d) is dict else None for d in parsed]
     return parsed

@@ -1,6 +1,9 @@
 """One value at a time: JSON parsing with an exact fallback, money as text, quantities, details.
 
-Money stays text. A JSON number is parsed by orjson into a float and written back with ``repr``,
+JSON is read with msgspec (integers exact however long; floats as orjson and the standard library
+read them), and what it refuses by :func:`parse_json`'s fallback.
+
+Money stays text. A JSON number with a fraction or exponent is read as a float and written back with ``repr``,
 the shortest text that reads back as the same float: ``19.99`` -> ``"19.99"``, ``1200`` -> ``"1200"``,
 ``100.0`` -> ``"100.0"``. That is the text as written for every decimal of up to 15 significant digits
 without exponent or trailing zeros; other spellings come back in their shortest form (``1e2`` ->
@@ -19,13 +22,14 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+import msgspec
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
     "NOT_JSON", "DETAIL_MAX", "clip", "parse_json", "as_dict", "dumps", "dumps_column", "money_text", "quantity",
-    "map_careful",
+    "map_careful", "loads", "REFUSED",
 ]
 
 DETAIL_MAX = 200
@@ -45,12 +49,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
+loads = msgspec.json.Decoder().decode  # the fast path: JSON text (str or bytes) -> Python values
+REFUSED = (msgspec.MsgspecError, UnicodeError)  # what loads raises for text it does not read
+
+
 def parse_json(data: bytes | str) -> Any:
-    """orjson first; what it refuses (numbers beyond 64-bit / double range) goes to the standard
-    library with decimals kept exact. Returns :data:`NOT_JSON` for text that is not JSON."""
+    """:data:`loads` first; what it refuses (numbers beyond double range, not JSON) goes to the
+    standard library with decimals kept exact. Returns :data:`NOT_JSON` for text that is not JSON."""
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
+        return loads(data)
+    except REFUSED:
         try:
             return json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -135,8 +143,8 @@ def as_dict(v: Any) -> dict | None:
         return {}
     if isinstance(v, str | bytes):
         try:
-            parsed = orjson.loads(v)
-        except orjson.JSONDecodeError:
+            parsed = loads(v)
+        except REFUSED:
             if not v.strip():
                 return {}
             parsed = parse_json(v)
@@ -146,12 +154,12 @@ def as_dict(v: Any) -> dict | None:
 
 def map_careful(fast: Callable[[Any], Any], values: Sequence[Any], careful: Callable[[Any], Any]) -> list[Any]:
     """``list(map(fast, values))`` (the loop stays in C) where a value that ``fast`` refuses with
-    ``orjson.JSONDecodeError`` goes through ``careful`` instead."""
+    one of :data:`REFUSED` goes through ``careful`` instead."""
     out: list[Any] = []
     it = map(fast, values)
     while True:
         try:
             out.extend(it)  # keeps what was produced before a refused value; the map goes on after it
             return out
-        except orjson.JSONDecodeError:
+        except REFUSED:
             out.append(careful(values[len(out)]))
