@@ -35,7 +35,7 @@ from ..errors import ExportError
 from ._chunk import RawColumns
 from ._props import Props, concat, from_values
 from ._time import epoch_ms
-from ._values import NOT_JSON, REFUSED, clip, parse_json
+from ._values import NOT_JSON, clip, map_careful, parse_json
 
 __all__ = ["iter_jsonl_raw"]
 
@@ -77,17 +77,6 @@ def _careful(line: bytes) -> Any:
     :func:`parse_json` gives (NOT_JSON, a list, ...)."""
     obj = parse_json(line)
     return _Line(**{k: obj[k] for k in _FIELDS if k in obj}) if type(obj) is dict else obj
-
-
-def _decode(lines: list[bytes]) -> list[Any]:
-    out: list[Any] = []
-    it = map(_DECODE, lines)
-    while True:
-        try:
-            out.extend(it)  # keeps what was decoded before a refused line; the map goes on after it
-            return out
-        except REFUSED:
-            out.append(_careful(lines[len(out)]))
 
 
 def _text(v: Any) -> str | None:
@@ -153,7 +142,7 @@ class _Columns:
         self.n_rows += len(objs)
 
     def add_block(self, block: list[bytes], first_line: int) -> None:
-        parsed = _decode(block)
+        parsed = map_careful(_DECODE, block, _careful)
         if set(map(type, parsed)) == {_Line}:
             self.add(parsed, block, np.arange(first_line, first_line + len(block), dtype="int64"))
             return
