@@ -20,8 +20,8 @@ import io
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain, islice
-from operator import attrgetter
+from itertools import chain, islice, repeat
+from operator import attrgetter, is_
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from msgspec import UNSET
 
 from ..contracts import Reason
 from ..errors import ExportError
@@ -52,17 +53,18 @@ _IDS: dict[str, tuple[str, ...]] = {
 
 
 class _Line(msgspec.Struct):
-    """The fields of a line the loader reads (None when absent; see ``_field`` for null vs absent)."""
+    """The fields of a line the loader reads. A name with another name after it in ``_IDS`` reads
+    UNSET when absent, so that absent (the next name is looked at) is told from null (it wins)."""
 
-    messageId: Any = None  # noqa: N815 (the export's key)
-    event_id: Any = None
+    messageId: Any = UNSET  # noqa: N815 (the export's key)
+    event_id: Any = UNSET
     message_id: Any = None
     type: Any = None
-    event: Any = None
+    event: Any = UNSET
     name: Any = None
-    userId: Any = None  # noqa: N815
+    userId: Any = UNSET  # noqa: N815
     user_id: Any = None
-    anonymousId: Any = None  # noqa: N815
+    anonymousId: Any = UNSET  # noqa: N815
     anonymous_id: Any = None
     timestamp: Any = None
     properties: Any = msgspec.field(default_factory=dict)  # absent: no properties; null stays None
@@ -94,28 +96,22 @@ def _strings(values: list[Any]) -> pa.Array:
         return pa.array([_text(v) for v in values], type=pa.string())
 
 
-def _first_present(line: bytes, names: tuple[str, ...]) -> Any:
-    obj = parse_json(line)
-    return next((obj[n] for n in names if n in obj), None)
-
-
-def _field(objs: list[_Line], lines: list[bytes], names: tuple[str, ...]) -> pa.Array:
-    """The value of the first of ``names`` present in each line (null when none is), as text.
-
-    The decoded lines hold None for absent and null alike, so a row where the first name gives
-    None and another name a value (rare) is decided on the line itself."""
-    got = _strings(list(map(attrgetter(names[0]), objs)))
-    if len(names) == 1 or got.null_count == 0:
+def _field(objs: list[_Line], names: tuple[str, ...]) -> pa.Array:
+    """The value of the first of ``names`` present in each line (null when none is), as text."""
+    values = list(map(attrgetter(names[0]), objs))
+    if len(names) == 1:
+        return _strings(values)
+    absent = np.fromiter(map(is_, values, repeat(UNSET)), dtype=bool, count=len(values))
+    if not absent.any():
+        return _strings(values)
+    rows = np.flatnonzero(absent).tolist()
+    for i in rows:
+        values[i] = None
+    got = _strings(values)
+    rest = _field(list(map(objs.__getitem__, rows)), names[1:])
+    if rest.null_count == len(rest):  # no other name gives a value (e.g. no user id on anonymous events)
         return got
-    nulls = np.flatnonzero(pc.is_null(got).to_numpy(zero_copy_only=False)).tolist()
-    sub = list(map(objs.__getitem__, nulls))
-    others = [list(map(attrgetter(name), sub)) for name in names[1:]]
-    rows = [i for i, vals in zip(nulls, zip(*others, strict=True), strict=True) if vals.count(None) != len(vals)]
-    if not rows:  # no other name anywhere (e.g. no user id on anonymous events): nothing to fall back to
-        return got
-    mask = np.zeros(len(objs), dtype=bool)
-    mask[rows] = True
-    return pc.replace_with_mask(got, pa.array(mask), _strings([_first_present(lines[i], names) for i in rows]))
+    return pc.replace_with_mask(got, pa.array(absent), rest)
 
 
 class _Columns:
@@ -133,9 +129,9 @@ class _Columns:
     def __len__(self) -> int:
         return self.n_rows + len(self.rejected)
 
-    def add(self, objs: list[_Line], lines: list[bytes], rows: np.ndarray) -> None:
+    def add(self, objs: list[_Line], rows: np.ndarray) -> None:
         for name, keys in _IDS.items():
-            self.ids[name].append(_field(objs, lines, keys))
+            self.ids[name].append(_field(objs, keys))
         self.ts.append(list(map(attrgetter("timestamp"), objs)))
         self.props.append(from_values(list(map(attrgetter("properties"), objs)), self.revenue_keys))
         self.rows.append(rows)
@@ -144,14 +140,13 @@ class _Columns:
     def add_block(self, block: list[bytes], first_line: int) -> None:
         parsed = map_careful(_DECODE, block, _careful)
         if set(map(type, parsed)) == {_Line}:
-            self.add(parsed, block, np.arange(first_line, first_line + len(block), dtype="int64"))
+            self.add(parsed, np.arange(first_line, first_line + len(block), dtype="int64"))
             return
-        objs, lines, rows = [], [], []
+        objs, rows = [], []
         for j, obj in enumerate(parsed):
             lineno = first_line + j
             if type(obj) is _Line:
                 objs.append(obj)
-                lines.append(block[j])
                 rows.append(lineno)
             elif obj is NOT_JSON and not block[j].strip():
                 continue
@@ -159,7 +154,7 @@ class _Columns:
                 what = "not JSON" if obj is NOT_JSON else f"JSON {type(obj).__name__}, not an object"
                 text = block[j].decode("utf-8", errors="replace").rstrip("\r\n")
                 self.rejected.append((lineno, None, Reason.MALFORMED_ROW.value, clip(f"line {lineno}: {what}: {text}")))
-        self.add(objs, lines, np.asarray(rows, dtype="int64"))
+        self.add(objs, np.asarray(rows, dtype="int64"))
 
     def raw(self) -> RawColumns:
         ids = {name: pa.concat_arrays(arrays) if arrays else pa.array([], type=pa.string())
