@@ -325,6 +325,31 @@ def test_auto_workers_maps_small_exports_here_and_large_ones_in_every_cpu():
     assert auto_workers() == (cpus if cpus > 1 else 0)  # the workers load and map: this process only cuts
 
 
+def test_auto_workers_judges_a_big_json_lines_file_by_its_first_piece(tmp_path, monkeypatch):
+    """An uncompressed JSON Lines file is cut in byte ranges: when the first piece is full and the
+    file's size says the export is clearly over a chunk, the pool starts without cutting the rest
+    of the first chunk; near the line, the whole first chunk is counted as before."""
+    import toolkit.map_export as mx
+    from toolkit.exports import iter_export_parts
+
+    monkeypatch.setattr(mx, "MIN_POOL_ROWS", 10)
+    line = b'{"messageId":"m","type":"track","event":"Order Completed","anonymousId":"a","timestamp":1}\n'
+    for rows, cut_before_deciding, expected in [(3000, 1, auto_workers()), (1100, 2, auto_workers()),
+                                                 (999, 2, 0)]:
+        path = tmp_path / f"e{rows}.jsonl"
+        path.write_bytes(line * rows)
+        taken = []
+
+        def parts(path=path, taken=taken):
+            for part in iter_export_parts(path, chunk_rows=500):
+                taken.append(part.rows_in)
+                yield part
+
+        it, n = mx._auto_workers(parts(), 1000, 2)
+        assert (n, len(taken)) == (expected, cut_before_deciding)
+        assert sum(p.rows_in for p in it) == rows  # nothing lost
+
+
 def test_cli_workers_option(tmp_path, capsys, fixture_datafile_path):
     export = write_jsonl(tmp_path / "export.jsonl", synthetic(30))
     outs = []

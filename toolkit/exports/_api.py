@@ -87,6 +87,14 @@ class ExportPart:
     jsonl: JsonlPart | JsonlSpan | None = None  # JSON Lines: the lines, or where they are in the file
     chunk: ExportChunk | None = None  # CSV, Parquet: the chunk, loaded where the parts were cut
 
+    def file_rows_estimate(self) -> int | None:
+        """For a byte range of an uncompressed JSON Lines file: the rows of the whole file if all
+        its lines were like this part's (its size / this part's bytes per row); else None."""
+        span = self.jsonl
+        if not isinstance(span, JsonlSpan) or not span.length:
+            return None
+        return int(self.rows_in * os.path.getsize(span.path) / span.length)
+
     def load(self) -> ExportChunk:
         if self.chunk is not None:
             return self.chunk
