@@ -252,7 +252,7 @@ def test_every_body_is_committed_in_flight_before_its_first_byte_is_sent(bodies,
         bid = hashlib.sha256(req.data).hexdigest()[:16]
         with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
             row = conn.execute("SELECT status FROM batches WHERE batch_id = ?", (bid,)).fetchone()
-            n = conn.execute("SELECT COUNT(*) FROM event_rows WHERE batch_id = ?", (bid,)).fetchone()[0]
+            n = conn.execute("SELECT COUNT(*) FROM events WHERE batch_id = ?", (bid,)).fetchone()[0]
         seen.append((row[0] if row else None, n))
         return TransportResponse(204)
 
