@@ -156,23 +156,51 @@ def _conversions(col: dict[str, pa.Array], ts: pa.Array) -> tuple[pa.Array, np.n
     return text, exact
 
 
+_DECISION_COLUMNS = ("campaign_id", "experiment_id", "variation_id", "flag_key", "rule_key", "rule_type",
+                     "variation_key", "enabled")
+
+
+def _combinations(col: dict[str, pa.Array]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the number of its combination of ``_DECISION_COLUMNS`` values (in order of first
+    appearance), and the first row of each combination."""
+    n = len(col["uuid"])
+    code = np.zeros(n, dtype=np.int64)
+    for c in _DECISION_COLUMNS:
+        enc = pc.dictionary_encode(col[c])
+        digit = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+        code, _ = pd.factorize(code * (len(enc.dictionary) + 1) + digit)  # < (n + 1)^2: no overflow
+    if n == 0:
+        return code, np.zeros(0, dtype=np.int64)
+    is_first = np.empty(n, dtype=bool)  # combination k first appears after combinations 0..k-1
+    is_first[0] = True
+    is_first[1:] = code[1:] > np.maximum.accumulate(code)[:-1]
+    return code, np.flatnonzero(is_first)
+
+
 def _impressions(col: dict[str, pa.Array], ts: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    exp_id = _or_empty(col["experiment_id"])
-    campaign = _or(col["campaign_id"], exp_id)
-    vid = col["variation_id"]
+    """Impressions share their decision with many others: the text around the uuid and timestamp
+    is built once per distinct combination of the decision columns, then taken for each row."""
+    code, first = _combinations(col)
+    rep = {c: col[c].take(pa.array(first)) for c in _DECISION_COLUMNS}
+    exp_id = _or_empty(rep["experiment_id"])
+    campaign = _or(rep["campaign_id"], exp_id)
+    vid = rep["variation_id"]
     digits = pc.fill_null(pc.match_substring_regex(vid, r"^[0-9]+$"), False)
     vid = pc.if_else(digits, _cat('"', vid, '"'), _lit("null"))
-    enabled = pc.if_else(pc.fill_null(col["enabled"], False), _lit("true"), _lit("false"))
-    meta = {c: _or_empty(col[c]) for c in ("flag_key", "rule_key", "rule_type", "variation_key")}
-    text = _cat('{"events":[{"entity_id":"', campaign, '","uuid":"', col["uuid"], '","key":',
-                orjson.dumps(CAMPAIGN_ACTIVATED).decode(), ',"timestamp":', ts,
-                '}],"decisions":[{"campaign_id":"', campaign, '","experiment_id":"', exp_id,
+    enabled = pc.if_else(pc.fill_null(rep["enabled"], False), _lit("true"), _lit("false"))
+    meta = {c: _or_empty(rep[c]) for c in ("flag_key", "rule_key", "rule_type", "variation_key")}
+    head = _cat('{"events":[{"entity_id":"', campaign, '","uuid":"')
+    tail = _cat('}],"decisions":[{"campaign_id":"', campaign, '","experiment_id":"', exp_id,
                 '","variation_id":', vid, ',"metadata":{"flag_key":"', meta["flag_key"],
                 '","rule_key":"', meta["rule_key"], '","rule_type":"', meta["rule_type"],
                 '","variation_key":"', meta["variation_key"], '","enabled":', enabled, "}}]}")
-    exact = pc.is_null(col["uuid"]).to_numpy(zero_copy_only=False)
-    for arr in (campaign, exp_id, col["uuid"], *meta.values()):
-        exact |= _needs_escape(arr)
+    rows = pa.array(code)
+    text = _cat(head.take(rows), col["uuid"], '","key":' + orjson.dumps(CAMPAIGN_ACTIVATED).decode() + ',"timestamp":',
+                ts, tail.take(rows))
+    rep_exact = np.zeros(len(first), dtype=bool)
+    for arr in (campaign, exp_id, *meta.values()):
+        rep_exact |= _needs_escape(arr)
+    exact = rep_exact[code] | _needs_escape(col["uuid"]) | pc.is_null(col["uuid"]).to_numpy(zero_copy_only=False)
     return text, exact
 
 
