@@ -45,9 +45,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from .combos import combination_codes
 from .contracts import Body
 from .errors import LedgerError
 from .secrets import mask_url
@@ -113,6 +112,7 @@ _SHAPE_COLS = ("kind", "key", "entity_id", "campaign_id", "experiment_id", "vari
 _ROW_COLS = ("uuid", "shape", "visitor_id", "timestamp", "revenue", "value", "source_event_id")  # one event in body_events
 _ROW_SQL = {c: f"j.value ->> {i}" for i, c in enumerate(_ROW_COLS)}
 _SEQ_BITS = 24  # seq = body rowid << 24 | index in the body (a body holds far fewer than 2^24 events)
+_EVENT_STATUS = "CASE b.status WHEN 'in_flight' THEN 'pending' ELSE b.status END"  # an event's: its batch's
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS event_shapes (
@@ -128,7 +128,7 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE VIEW IF NOT EXISTS events AS
     SELECT (be.rowid << {_SEQ_BITS}) + j.key AS seq,
            {", ".join(("s." + c) if c in _SHAPE_COLS else f"{_ROW_SQL[c]} AS {c}" for c in _EVENT_COLS)}, be.batch_id,
-           CASE b.status WHEN 'in_flight' THEN 'pending' ELSE b.status END AS status,
+           {_EVENT_STATUS} AS status,
            b.attempts AS attempts, b.last_status AS last_status, b.last_error AS last_error
     FROM body_events be JOIN json_each(be.events) j JOIN event_shapes s ON s.shape = {_ROW_SQL["shape"]}
          JOIN batches b ON b.batch_id = be.batch_id;
@@ -201,44 +201,12 @@ def _values(frame: pd.DataFrame, col: str) -> Any:
     return s.to_numpy(dtype=object, na_value=None)
 
 
-def _codes(s: pd.Series | None, n: int) -> tuple[np.ndarray, list]:
-    """Per row, the index of its value in the list of the column's distinct values (-1: NA)."""
-    if s is None:
-        return np.full(n, -1, dtype=np.int64), []
-    arr = getattr(s.array, "_pa_array", None)  # Arrow-backed strings: encoded in C, no Python per row
-    if arr is not None and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        enc = pc.dictionary_encode(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
-        return pc.fill_null(enc.indices, -1).to_numpy().astype(np.int64), enc.dictionary.to_pylist()
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    return codes.astype(np.int64), list(uniques)
-
-
 def _shape_codes(frame: pd.DataFrame) -> tuple[np.ndarray, list[tuple]]:
     """Per event, the index of its shape in the list of the frame's distinct shapes (tuples of
     ``_SHAPE_COLS`` values as the ledger stores them, None for NA)."""
-    n = len(frame)
-    code = np.zeros(n, dtype=np.int64)
-    radix = 1
-    values = []
-    for col in _SHAPE_COLS:
-        s = frame[col] if col in frame.columns else None
-        codes, uniques = _codes(s, n)
-        if col == "synthesized":  # stored as 0/1
-            uniques = [None if v is None or v is pd.NA else int(bool(v)) for v in uniques]
-        code = code * (len(uniques) + 1) + (codes + 1)
-        radix *= len(uniques) + 1
-        values.append(uniques)
-    if radix >= 2**62:  # pragma: no cover - would take ~2^9 distinct values in every column
-        raise LedgerError("too many distinct event shapes in one body to record")
-    distinct, inverse = np.unique(code, return_inverse=True)
-    shapes = []
-    for c in distinct.tolist():  # the mixed-radix digits back to each column's value
-        digits = []
-        for uniques in reversed(values):
-            c, d = divmod(c, len(uniques) + 1)
-            digits.append(None if d == 0 else uniques[d - 1])
-        shapes.append(tuple(reversed(digits)))
-    return inverse.reshape(-1), shapes
+    code, first = combination_codes([frame[c] for c in _SHAPE_COLS if c in frame.columns], len(frame))
+    firsts = frame.iloc[first]
+    return code, list(zip(*(_values(firsts, c) for c in _SHAPE_COLS), strict=True))
 
 
 class Ledger:
@@ -453,7 +421,7 @@ class Ledger:
     def summary(self) -> dict[str, Any]:
         """Counts: events by status, batches by status, requests."""
         ev = dict(self._read(  # from the arrays' lengths: the events view would expand every array
-            "SELECT CASE b.status WHEN 'in_flight' THEN 'pending' ELSE b.status END, "
+            f"SELECT {_EVENT_STATUS}, "
             "SUM(json_array_length(be.events)) FROM body_events be JOIN batches b ON b.batch_id = be.batch_id "
             "GROUP BY 1"))
         ba = dict(self._read("SELECT status, COUNT(*) FROM batches GROUP BY status"))
@@ -527,8 +495,7 @@ def _events_frame(conn: sqlite3.Connection) -> pd.DataFrame:
     shape_ids = [r[0] for r in shapes]
     outcome_cols = ("status", "attempts", "last_status", "last_error")
     batches = conn.execute(
-        "SELECT batch_id, CASE status WHEN 'in_flight' THEN 'pending' ELSE status END, attempts, last_status, "
-        "last_error FROM batches").fetchall()
+        f"SELECT batch_id, {_EVENT_STATUS}, attempts, last_status, last_error FROM batches b").fetchall()
     batch_pos = {r[0]: i for i, r in enumerate(batches)}
     columns: dict[str, list] = {c: [] for c in _ROW_COLS}
     body_of: list[np.ndarray] = []

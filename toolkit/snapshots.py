@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .combos import combination_codes
 from .contracts import CAMPAIGN_ACTIVATED
 
 __all__ = ["snapshot_json", "snapshot_dict", "visitor_pieces", "visitor_entry", "json_strings"]
@@ -160,27 +161,10 @@ _DECISION_COLUMNS = ("campaign_id", "experiment_id", "variation_id", "flag_key",
                      "variation_key", "enabled")
 
 
-def _combinations(col: dict[str, pa.Array]) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the number of its combination of ``_DECISION_COLUMNS`` values (in order of first
-    appearance), and the first row of each combination."""
-    n = len(col["uuid"])
-    code = np.zeros(n, dtype=np.int64)
-    for c in _DECISION_COLUMNS:
-        enc = pc.dictionary_encode(col[c])
-        digit = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
-        code, _ = pd.factorize(code * (len(enc.dictionary) + 1) + digit)  # < (n + 1)^2: no overflow
-    if n == 0:
-        return code, np.zeros(0, dtype=np.int64)
-    is_first = np.empty(n, dtype=bool)  # combination k first appears after combinations 0..k-1
-    is_first[0] = True
-    is_first[1:] = code[1:] > np.maximum.accumulate(code)[:-1]
-    return code, np.flatnonzero(is_first)
-
-
 def _impressions(col: dict[str, pa.Array], ts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Impressions share their decision with many others: the text around the uuid and timestamp
     is built once per distinct combination of the decision columns, then taken for each row."""
-    code, first = _combinations(col)
+    code, first = combination_codes([col[c] for c in _DECISION_COLUMNS], len(col["uuid"]))
     rep = {c: col[c].take(pa.array(first)) for c in _DECISION_COLUMNS}
     exp_id = _or_empty(rep["experiment_id"])
     campaign = _or(rep["campaign_id"], exp_id)

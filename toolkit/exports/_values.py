@@ -59,10 +59,15 @@ def parse_json(data: bytes | str) -> Any:
     try:
         return loads(data)
     except REFUSED:
-        try:
-            return json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return NOT_JSON
+        return _parse_exact(data)
+
+
+def _parse_exact(data: bytes | str) -> Any:
+    """The standard library's reading, decimals kept exact; :data:`NOT_JSON` for text that is not JSON."""
+    try:
+        return json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return NOT_JSON
 
 
 def _json_default(o: Any) -> Any:
@@ -147,7 +152,7 @@ def as_dict(v: Any) -> dict | None:
         except REFUSED:
             if not v.strip():
                 return {}
-            parsed = parse_json(v)
+            parsed = _parse_exact(v)  # loads refused it already
         return parsed if type(parsed) is dict else None
     return None
 
