@@ -291,16 +291,12 @@ def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.Da
     perm[~is_imp] = np.arange(nc)
     perm[is_imp] = nc + np.arange(ni)
     if in_body_order:  # the rows reordered before any column is built: one take per column still
-        from .payload import body_order
+        from .payload import body_order_of
 
         both_uuids = pa.concat_arrays([_arrow(c_uuids).cast(_STR), _arrow(imp["uuid"].astype("string")).cast(_STR)])
-        keys_frame = pd.DataFrame({
-            "visitor_id": _strings(_arrow(visitor.iloc[out_pos])),
-            "kind": pd.Series(np.where(is_imp, "impression", "conversion"), dtype="string"),
-            "timestamp": f["timestamp"].iloc[out_pos].reset_index(drop=True),
-            "uuid": _strings(both_uuids.take(pa.array(perm))),
-        })
-        order = body_order(keys_frame)
+        ts = f["timestamp"].to_numpy(dtype=np.int64, na_value=0)[out_pos]
+        order = body_order_of(_arrow(visitor).take(pa.array(out_pos)), (~is_imp).astype(np.int8), ts,
+                              both_uuids.take(pa.array(perm)))
         perm, is_imp, out_pos = perm[order], is_imp[order], out_pos[order]
     take = pa.array(perm)
     imp_take = pa.array(perm - nc, mask=~is_imp)  # impression rank, null on conversion rows

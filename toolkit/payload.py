@@ -42,6 +42,7 @@ __all__ = [
     "BodyHeader",
     "iter_bodies",
     "body_order",
+    "body_order_of",
     "event_body_sizes",
     "gc_paused",
 ]
@@ -96,15 +97,21 @@ def body_order(events: pd.DataFrame) -> np.ndarray:
     """Row positions in body order: visitors by id, each visitor's impressions first, then by
     timestamp, then by uuid (a total order, so the result does not depend on the input order).
     Null visitor ids and uuids sort first; texts compare by code point (Arrow's stable sort)."""
-    n = len(events)
-    if n == 0:
+    if len(events) == 0:
         return np.arange(0, dtype=np.int64)
-    table = pa.table({
-        "visitor": pa.array(events["visitor_id"].astype("string").array),
-        "kind": pa.array((events["kind"].astype("string") != "impression").fillna(True).to_numpy(dtype=np.int8)),
-        "ts": pa.array(events["timestamp"].astype("Int64").fillna(0).to_numpy(dtype=np.int64)),
-        "uuid": pa.array(events["uuid"].astype("string").array),
-    })
+    return body_order_of(
+        pa.array(events["visitor_id"].astype("string").array),
+        (events["kind"].astype("string") != "impression").fillna(True).to_numpy(dtype=np.int8),
+        events["timestamp"].astype("Int64").fillna(0).to_numpy(dtype=np.int64),
+        pa.array(events["uuid"].astype("string").array),
+    )
+
+
+def body_order_of(visitor: pa.Array, conversion: np.ndarray, ts: np.ndarray, uuid: pa.Array) -> np.ndarray:
+    """:func:`body_order` of the columns themselves: visitor ids and uuids (Arrow strings), whether
+    each row is a conversion (int8: 0 impression, 1 conversion) and its timestamp (int64, nulls as 0)."""
+    n = len(ts)
+    table = pa.table({"visitor": visitor, "kind": pa.array(conversion), "ts": pa.array(ts), "uuid": uuid})
     if _in_order(table):  # e.g. mapped with body_order=True: no sort, no reordering
         return np.arange(n, dtype=np.int64)
     keys = [(c, "ascending", "at_start") for c in table.column_names]

@@ -7,8 +7,8 @@ keys (its scalar values only) or dropped; nulls and excluded names are left out.
 units, value as a number, currency as the normalized code). Tags are sorted-key JSON text.
 
 :func:`conversion_tags` does this for a column of properties JSON texts, parsing each text once
-(orjson); a properties object whose values are all scalars (the common case) takes a short path
-that only removes the excluded names.
+(orjson); a text with no sign of a list, an object or a null in it (the common case) takes a short
+path that only removes the money names.
 """
 
 from __future__ import annotations
@@ -92,12 +92,15 @@ def conversion_tags(texts: Sequence[str | None], revenues: Sequence[int | None],
     currency columns); returns the tags as an Arrow string array and how many properties were not
     a JSON object.
 
-    One pass per row: parse, drop or flatten, serialize into one growing buffer. Keeping a bytes
+    One pass per row: parse, drop or flatten, serialize into one growing buffer. A text with no
+    ``[``, no second ``{`` and no ``null`` is a flat object of scalars (a string holding one of those
+    only sends its row the general way): only the money names are dropped, without looking at each
+    value (~30% of this loop when it did). Keeping a bytes
     object per row instead (what ``[orjson.dumps(...) for ...]`` does) costs several times more,
     almost all of it in the kernel: each result is a fresh allocation of orjson's output buffer.
     """
-    exclude, scalars = rules.exclude, _SCALARS
-    loads, dumps, sort, with_money = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS, _with_money
+    exclude = rules.exclude
+    loads, dumps, sort = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
     buf = bytearray()
     ends = [0]
     end = ends.append
@@ -113,18 +116,18 @@ def conversion_tags(texts: Sequence[str | None], revenues: Sequence[int | None],
             if type(p) is not dict:
                 bad += 1
                 p = {}
-        for x in p.values():
-            if type(x) not in scalars:  # a list, an object or a null: the general rules
+            elif exclude or "[" in t or "null" in t or t.find("{", 1) >= 0:  # maybe a list, an object or a null
                 p = _tag_dict(p, rules)
-                break
-        else:  # all scalars (the common case): only the names that are never passed through go
-            if exclude:
-                p = _tag_dict(p, rules)
-            else:
+            else:  # all scalars (the common case): only the names that are never passed through go
                 p.pop("revenue", None)
                 p.pop("value", None)
                 p.pop("currency", None)
-        p = with_money(p, r, v, c)
+        if r is not None:  # _with_money, inline: a call per row costs ~15% of this loop
+            p["revenue"] = r
+        if v is not None:
+            p["value"] = v
+        if c:
+            p["currency"] = c
         buf += dumps(p, option=sort) if p else b"{}"
         end(len(buf))
     offsets = np.array(ends, dtype=np.int64)

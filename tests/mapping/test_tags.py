@@ -29,6 +29,8 @@ _ROW = st.tuples(
 
 @given(rows=st.lists(_ROW, max_size=20), rules=_RULES)
 @example(rows=[('{"value":1,"revenue":2,"currency":"x","sku":"a"}', None, None, None)], rules=TagRules())
+@example(rows=[('{"note":"[null{","revenue":2,"sku":"a"}', 5, None, "GBP"), ('{"a":{"b":1},"n":null}', None, 1.5, None)],
+         rules=TagRules())  # text that looks nested, or is: the general rules give the same
 def test_column_form_equals_build_tags(rows, rules):
     texts, revenues, values, currencies = (list(c) for c in zip(*rows, strict=True)) if rows else ([], [], [], [])
     tags, bad = conversion_tags(texts, revenues, values, currencies, rules)

@@ -101,9 +101,9 @@ def _field(objs: list[_Line], names: tuple[str, ...]) -> pa.Array:
     values = list(map(attrgetter(names[0]), objs))
     if len(names) == 1:
         return _strings(values)
-    absent = np.fromiter(map(is_, values, repeat(UNSET)), dtype=bool, count=len(values))
-    if not absent.any():
+    if not values.count(UNSET):  # the usual export: every line has the first name (list.count runs in C)
         return _strings(values)
+    absent = np.fromiter(map(is_, values, repeat(UNSET)), dtype=bool, count=len(values))
     rows = np.flatnonzero(absent).tolist()
     for i in rows:
         values[i] = None
