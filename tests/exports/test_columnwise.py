@@ -32,7 +32,8 @@ def odd_lines(n: int, seed: int) -> list[dict]:
     out = []
     for i in range(n):
         ev: dict = {"timestamp": 1793613600000 + i}
-        for k in ("messageId", "event_id", "type", "event", "name", "userId", "user_id", "anonymousId"):
+        for k in ("messageId", "event_id", "message_id", "type", "event", "name", "userId", "user_id", "anonymousId",
+                  "anonymous_id"):
             if rnd.random() < 0.6:
                 ev[k] = rnd.choice([*ODD, f"id{i}", f"id{i}"])
         roll = rnd.random()
@@ -73,8 +74,8 @@ def test_jsonl_columns_equal_the_row_reference(tmp_path, chunk_rows):
     path.write_text("".join(json.dumps(e) + "\n" for e in lines))
     chunk = load_export(path, chunk_rows=chunk_rows)
     check(chunk, lines)
-    for col, keys in (("event_id", ("messageId", "event_id")), ("event", ("event", "name")),
-                      ("user_id", ("userId", "user_id"))):
+    for col, keys in (("event_id", ("messageId", "event_id", "message_id")), ("event", ("event", "name")),
+                      ("user_id", ("userId", "user_id")), ("anonymous_id", ("anonymousId", "anonymous_id"))):
         got = chunk.events.set_index("source_row")[col]
         for i in got.index:  # the first alias present wins, even when it is null; scalars as text
             source = parse_json(json.dumps(lines[i - 1]))

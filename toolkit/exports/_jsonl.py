@@ -21,15 +21,15 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
-from operator import attrgetter, is_
+from operator import is_
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from msgspec import UNSET
+from msgspec.structs import astuple
 
 from ..contracts import Reason
 from ..errors import ExportError
@@ -96,22 +96,17 @@ def _strings(values: list[Any]) -> pa.Array:
         return pa.array([_text(v) for v in values], type=pa.string())
 
 
-def _field(objs: list[_Line], names: tuple[str, ...]) -> pa.Array:
-    """The value of the first of ``names`` present in each line (null when none is), as text."""
-    values = list(map(attrgetter(names[0]), objs))
-    if len(names) == 1:
-        return _strings(values)
-    if not values.count(UNSET):  # the usual export: every line has the first name (list.count runs in C)
-        return _strings(values)
-    absent = np.fromiter(map(is_, values, repeat(UNSET)), dtype=bool, count=len(values))
-    rows = np.flatnonzero(absent).tolist()
-    for i in rows:
-        values[i] = None
-    got = _strings(values)
-    rest = _field(list(map(objs.__getitem__, rows)), names[1:])
-    if rest.null_count == len(rest):  # no other name gives a value (e.g. no user id on anonymous events)
-        return got
-    return pc.replace_with_mask(got, pa.array(absent), rest)
+def _field(cols: dict[str, tuple], names: tuple[str, ...]) -> pa.Array:
+    """The value of the first of ``names`` present in each line (null when none is), as text.
+    ``cols``: each field of the lines as one tuple (see :meth:`_Columns.add`)."""
+    values = list(cols[names[0]])
+    for name in names[1:]:  # the last name reads None when absent: no UNSET is left after it
+        if not values.count(UNSET):  # the usual export: every line has the name (list.count runs in C)
+            break
+        other = cols[name]
+        for i in np.flatnonzero(np.fromiter(map(is_, values, repeat(UNSET)), dtype=bool, count=len(values))).tolist():
+            values[i] = other[i]
+    return _strings(values)
 
 
 class _Columns:
@@ -130,10 +125,13 @@ class _Columns:
         return self.n_rows + len(self.rejected)
 
     def add(self, objs: list[_Line], rows: np.ndarray) -> None:
+        # the lines' fields as columns, transposed in C: ~half the CPU of one attrgetter pass per field
+        cols = dict(zip(_FIELDS, zip(*map(astuple, objs), strict=True), strict=True)) if objs else \
+            {f: () for f in _FIELDS}
         for name, keys in _IDS.items():
-            self.ids[name].append(_field(objs, keys))
-        self.ts.append(list(map(attrgetter("timestamp"), objs)))
-        self.props.append(from_values(list(map(attrgetter("properties"), objs)), self.revenue_keys))
+            self.ids[name].append(_field(cols, keys))
+        self.ts.append(list(cols["timestamp"]))
+        self.props.append(from_values(list(cols["properties"]), self.revenue_keys))
         self.rows.append(rows)
         self.n_rows += len(objs)
 

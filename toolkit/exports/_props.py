@@ -132,22 +132,26 @@ def _expand(columns: PropColumns, at: np.ndarray, n: int) -> PropColumns:
 def _row_columns(dicts: list[dict], revenue_keys: Sequence[str]) -> PropColumns:
     n = len(dicts)
     columns: dict[str, Any] = {}
-    texts = {key: _texts(list(map(_GET, dicts, repeat(key))), money_text) for key in (*revenue_keys, "value")}
-    revs = [texts[key] for key in revenue_keys]  # "value" is read once when it is a revenue key too
+    held = set().union(*dicts)  # every name some dict holds (one pass in C): the others are all null
+
+    def read(key: str, fn: Callable[[Any], str | None] = money_text) -> pa.Array:
+        return _texts(list(map(_GET, dicts, repeat(key))), fn) if key in held else pa.nulls(n, pa.string())
+
+    texts = {key: read(key) for key in dict.fromkeys((*revenue_keys, "value"))}  # "value" read once
+    revs = [texts[key] for key in revenue_keys]
     source = np.full(n, -1, dtype=np.int32)  # the first revenue key present in each dict
     for j in range(len(revs) - 1, -1, -1):
         if revs[j].null_count < n:
             source[pc.is_valid(revs[j]).to_numpy(zero_copy_only=False)] = j
     columns["revenue_raw"] = (revs[0] if len(revs) == 1 else pc.coalesce(*revs)) if revs else pa.nulls(n, pa.string())
     columns["revenue_source"] = pa.array(list(revenue_keys), type=pa.string()).take(pa.array(source, mask=source < 0))
-    columns["currency"] = _texts(list(map(_GET, dicts, repeat("currency"))), _currency)
+    columns["currency"] = read("currency", _currency)
     columns["value_raw"] = texts["value"]
 
-    vals = list(map(_GET, dicts, repeat("quantity")))
-    idx = _present(vals)
     qty = np.zeros(n, dtype="int64")
     mask = np.ones(n, dtype=bool)
-    for i in idx.tolist():
+    vals = list(map(_GET, dicts, repeat("quantity"))) if "quantity" in held else []
+    for i in _present(vals).tolist():
         q = quantity(vals[i])
         if q is not None:
             qty[i], mask[i] = q, False
