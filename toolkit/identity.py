@@ -154,8 +154,13 @@ POLICIES = ("user_or_anonymous", "anonymous", "user", "stitched")
 
 
 def _blank_to_na(s: pd.Series) -> pd.Series:
-    s = s.astype("string").str.strip()
-    return s.mask(s == "")
+    """Text with surrounding whitespace removed, NA where none is left (pandas' ``str.strip`` and
+    ``mask``, done by the same Arrow kernels without a pandas object per step)."""
+    arr = pa.array(s.astype("string").array)
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    arr = pc.utf8_trim_whitespace(arr)
+    arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
+    return pd.Series(pd.arrays.ArrowStringArray(arr), index=s.index)
 
 
 @dataclass(frozen=True)
@@ -463,4 +468,5 @@ def resolve_visitor_ids(frame: pd.DataFrame, identity: str | Identity = "user_or
         else:
             linked = anon.map(links.get, na_action="ignore").astype("string")
         return user.fillna(linked).fillna(anon)
-    return user.fillna(anon)
+    both = pc.coalesce(pa.array(user.array), pa.array(anon.array))  # user.fillna(anon), in one kernel
+    return pd.Series(pd.arrays.ArrowStringArray(both), index=user.index)

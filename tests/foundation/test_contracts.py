@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from toolkit.contracts import QUARANTINE, conform
+from toolkit.contracts import QUARANTINE, conform, empty
 
 
 def test_conform_orders_types_and_fills():
@@ -22,3 +22,13 @@ def test_conforming_frame_comes_back_equal_and_independent():
     again.loc[0, "reason"] = "changed"
     again["extra"] = 1
     assert ready["reason"].tolist() == ["a", "b"] and "extra" not in ready.columns
+
+
+def test_empty_frames_are_independent():
+    first = empty(QUARANTINE)
+    assert list(first.columns) == list(QUARANTINE) and len(first) == 0
+    assert {c: str(t) for c, t in first.dtypes.items()} == QUARANTINE
+    first["extra"] = pd.Series(dtype="string")
+    first.loc[0, "reason"] = "malformed_row"
+    second = empty(QUARANTINE)
+    assert list(second.columns) == list(QUARANTINE) and len(second) == 0
