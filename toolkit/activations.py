@@ -13,16 +13,19 @@ An unknown experiment -> ``unknown_experiment``; a variation not in that experim
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .blueprint import Blueprint
-from .contracts import CAMPAIGN_ACTIVATED, Reason
+from .contracts import Reason
 from .datafile import Datafile, ExperimentInfo, VariationInfo
 from .identity import derived_uuids
 from .tags import parse_objects
 
-__all__ = ["map_activations", "decision_enabled"]
+__all__ = ["DECISION_COLUMNS", "Impressions", "map_activations", "decision_enabled"]
 
 _IMPRESSION_COLUMNS = ("entity_id", "experiment_id", "variation_id", "flag_key", "rule_key", "rule_type",
                        "variation_key")
@@ -45,21 +48,45 @@ def _first_present(props: dict, names: tuple[str, ...]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Impressions:
+    """The impressions of a chunk's activation rows, each decision column held once per distinct
+    decision (activations repeat the same few experiment/variation pairs) with each impression's
+    decision as a code into them: expanding a column is one take, done by whoever needs it."""
+
+    rows: np.ndarray  # int64: each impression's row (the index of the texts)
+    uuid: pa.Array  # each impression's uuid
+    code: np.ndarray  # int64: each impression's decision
+    decisions: dict[str, pa.Array]  # DECISION_COLUMNS -> one value per decision
+    enabled: np.ndarray  # bool per decision
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> pa.Array:
+        """A decision column, one value per impression."""
+        return self.decisions[name].take(pa.array(self.code))
+
+
+DECISION_COLUMNS = ("campaign_id", *_IMPRESSION_COLUMNS)
+
+
 def map_activations(
     texts: pd.Series,
     uuids: pd.Series,
     datafile: Datafile,
     blueprint: Blueprint,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int], int]:
+) -> tuple[Impressions, pd.DataFrame, dict[str, int], int]:
     """Resolve activation rows from their properties JSON texts (``uuids`` aligned with ``texts``).
 
-    Each distinct properties text is parsed and resolved once (activations repeat the same few
-    experiment/variation pairs); only the impression uuid is computed per row.
+    Each distinct properties text is parsed and resolved once; only the impression uuid is
+    computed per row.
 
-    Returns ``(impressions, failures, warnings, bad_properties)``: ``impressions`` has the
-    impression columns of the EVENTS contract (no visitor/timestamp/source columns: the mapper adds
-    them) indexed like ``texts``; ``failures`` has ``reason``/``detail`` for the rows that could
-    not be resolved; ``bad_properties`` counts texts that are not a JSON object.
+    Returns ``(impressions, failures, warnings, bad_properties)``: ``impressions`` carries what the
+    impression columns of the EVENTS contract need (no visitor/timestamp/source columns: the mapper
+    adds them) for the rows that resolved; ``failures`` has ``reason``/``detail`` for the rows that
+    could not be resolved, indexed like ``texts``; ``bad_properties`` counts texts that are not a
+    JSON object.
     """
     index = texts.index
     codes, uniques = pd.factorize(texts.astype("string"), use_na_sentinel=True)
@@ -85,7 +112,7 @@ def map_activations(
                         index=index[~ok], dtype="string")
 
     ok_codes = codes[ok]
-    meta = {name: np.array([None] * len(per_text), dtype=object) for name in _IMPRESSION_COLUMNS}
+    meta: dict[str, list] = {name: [None] * len(per_text) for name in _IMPRESSION_COLUMNS}
     enabled_u = np.zeros(len(per_text), dtype=bool)
     running_u = np.ones(len(per_text), dtype=bool)
     for i, res in enumerate(per_text):
@@ -95,18 +122,12 @@ def map_activations(
                                                      exp.rule_type, var.key), strict=True):
                 meta[name][i] = v
             enabled_u[i], running_u[i] = decision_enabled(exp, var), exp.is_running
-    imp_index = index[ok]
-    exp_ids = meta["experiment_id"][ok_codes]
-    imp = pd.DataFrame({
-        "kind": pd.Series("impression", index=imp_index, dtype="string"),
-        "uuid": pd.Series(pd.arrays.ArrowStringArray(derived_uuids(uuids[ok].tolist(), exp_ids.tolist())),
-                          index=imp_index),
-        **{name: pd.Series(pd.array(meta[name], dtype="string").take(ok_codes), index=imp_index)  # per text, then rows
-           for name in _IMPRESSION_COLUMNS},
-        "enabled": pd.Series(enabled_u[ok_codes], index=imp_index, dtype="boolean"),
-        "key": pd.Series(CAMPAIGN_ACTIVATED, index=imp_index, dtype="string"),
-    }, index=imp_index)
-    imp["campaign_id"] = imp["entity_id"]
+    decisions = {name: pa.array(meta[name], pa.large_string()) for name in _IMPRESSION_COLUMNS}
+    decisions = {"campaign_id": decisions["entity_id"], **decisions}
+    exp_ids = decisions["experiment_id"].take(pa.array(ok_codes)).to_pylist()
+    imp = Impressions(rows=np.asarray(index[ok], dtype=np.int64),
+                      uuid=derived_uuids(uuids[ok].tolist(), exp_ids), code=ok_codes.astype(np.int64),
+                      decisions=decisions, enabled=enabled_u)
     not_running = int((~running_u[ok_codes]).sum())
     warnings = {"impression_experiment_not_running": not_running} if not_running else {}
     return imp, fail, warnings, bad_rows

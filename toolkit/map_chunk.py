@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .activations import map_activations
+from .activations import Impressions, map_activations
 from .blueprint import Blueprint
 from .contracts import CAMPAIGN_ACTIVATED, EVENTS, NORMALIZED, QUARANTINE, Reason, SkipRule, conform, empty
 from .datafile import Datafile
@@ -288,14 +288,14 @@ def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Bluepri
     return result
 
 
-def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.DataFrame, keys: pa.Array,
+def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: Impressions, keys: pa.Array,
               visitor: pd.Series,
               revenue: np.ndarray, has_revenue: np.ndarray, value: np.ndarray, has_value: np.ndarray,
               tags: pa.Array, datafile: Datafile, *, in_body_order: bool = False) -> pd.DataFrame:
-    """The EVENTS frame of the mapped rows (conversions at ``c_pos``, impressions at ``imp.index``),
+    """The EVENTS frame of the mapped rows (conversions at ``c_pos``, impressions at ``imp.rows``),
     in input order (or body order) and indexed by row position; string columns are built as Arrow
     arrays, each with one take."""
-    i_pos = imp.index.to_numpy(dtype=np.int64)
+    i_pos = imp.rows
     kind = np.zeros(len(f), dtype=np.int8)  # 1 conversion, 2 impression, 0 not mapped
     kind[c_pos], kind[i_pos] = 1, 2
     out_pos = np.flatnonzero(kind)
@@ -308,23 +308,22 @@ def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.Da
     if in_body_order:  # the rows reordered before any column is built: one take per column still
         from .payload import body_order_of
 
-        both_uuids = pa.concat_arrays([_arrow(c_uuids).cast(_STR), _arrow(imp["uuid"].astype("string")).cast(_STR)])
+        both_uuids = pa.concat_arrays([_arrow(c_uuids).cast(_STR), imp.uuid.cast(_STR)])
         ts = f["timestamp"].to_numpy(dtype=np.int64, na_value=0)[out_pos]
         order = body_order_of(_arrow(visitor).take(pa.array(out_pos)), (~is_imp).astype(np.int8), ts,
                               both_uuids.take(pa.array(perm)))
         perm, is_imp, out_pos = perm[order], is_imp[order], out_pos[order]
     take = pa.array(perm)
-    imp_take = pa.array(perm - nc, mask=~is_imp)  # impression rank, null on conversion rows
+    imp_rank = perm[is_imp] - nc  # the impression rank of each impression row out
+    decision = np.zeros(len(out_pos), dtype=np.int64)
+    decision[is_imp] = imp.code[imp_rank]
+    decision_take = pa.array(decision, mask=~is_imp)  # each row's decision, null on conversion rows
 
-    def both(conv_part: pa.Array | None, imp_part: pa.Array | None) -> pd.arrays.ArrowStringArray:
-        if conv_part is None and imp_part is not None:  # impression-only column: no nulls to concatenate
-            return _text(imp_part.cast(_STR).take(imp_take))
-        parts = [p.cast(_STR) if p is not None else pa.nulls(k, _STR)
-                 for p, k in ((conv_part, nc), (imp_part, ni))]
-        return _text(pa.concat_arrays(parts).take(take))
+    def both(conv_part: pa.Array, imp_part: pa.Array) -> pd.arrays.ArrowStringArray:
+        return _text(pa.concat_arrays([conv_part.cast(_STR), imp_part.cast(_STR)]).take(take))
 
-    def imp_col(name: str) -> pa.Array:
-        return _arrow(imp[name].astype("string"))
+    def decision_column(name: str) -> pd.arrays.ArrowStringArray:  # one take from the distinct decisions
+        return _text(imp.decisions[name].take(decision_take))
 
     c_keys = keys.take(pa.array(c_pos))
     event_ids = {k: e.id for k, e in datafile.events.items()}
@@ -339,20 +338,20 @@ def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: pd.Da
         return cls(v, ~m)
 
     enabled = np.zeros(len(out_pos), dtype=bool)
-    enabled[is_imp] = imp["enabled"].to_numpy(dtype=bool, na_value=False)[perm[is_imp] - nc]
+    enabled[is_imp] = imp.enabled[decision[is_imp]]
     cols = {
         "kind": _text(pa.DictionaryArray.from_arrays(pa.array(is_imp.astype(np.int8)),
                                                      pa.array(["conversion", "impression"], _STR))),
-        "uuid": both(_arrow(c_uuids), imp_col("uuid")),
+        "uuid": both(_arrow(c_uuids), imp.uuid),
         "visitor_id": _text(_arrow(visitor).take(pa.array(out_pos))),
         "timestamp": f["timestamp"].array[out_pos],
         "key": both(c_keys, _constant(CAMPAIGN_ACTIVATED, ni)),
-        "entity_id": both(_map_each(c_keys, event_ids.get), imp_col("entity_id")),
+        "entity_id": both(_map_each(c_keys, event_ids.get), imp.column("entity_id")),
         "revenue": numeric(revenue, has_revenue, "Int64"),
         "value": numeric(value, has_value, "Float64"),
         "tags": both(tags, _constant("{}", ni)),
-        **{c: both(None, imp_col(c)) for c in ("campaign_id", "experiment_id", "variation_id", "flag_key",
-                                                 "rule_key", "rule_type", "variation_key")},
+        **{c: decision_column(c) for c in ("campaign_id", "experiment_id", "variation_id", "flag_key", "rule_key",
+                                           "rule_type", "variation_key")},
         "enabled": pd.arrays.BooleanArray(enabled, ~is_imp),
         "synthesized": pd.arrays.BooleanArray(np.zeros(len(out_pos), dtype=bool), np.zeros(len(out_pos), dtype=bool)),
         "source_event_id": _text(_arrow(f["event_id"]).take(pa.array(out_pos))),
