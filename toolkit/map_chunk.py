@@ -311,7 +311,7 @@ def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: Impre
         both_uuids = pa.concat_arrays([_arrow(c_uuids).cast(_STR), imp.uuid.cast(_STR)])
         ts = f["timestamp"].to_numpy(dtype=np.int64, na_value=0)[out_pos]
         order = body_order_of(_arrow(visitor).take(pa.array(out_pos)), (~is_imp).astype(np.int8), ts,
-                              both_uuids.take(pa.array(perm)))
+                              both_uuids.take(pa.array(perm)), check=False)
         perm, is_imp, out_pos = perm[order], is_imp[order], out_pos[order]
     take = pa.array(perm)
     imp_rank = perm[is_imp] - nc  # the impression rank of each impression row out

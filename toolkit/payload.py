@@ -107,12 +107,15 @@ def body_order(events: pd.DataFrame) -> np.ndarray:
     )
 
 
-def body_order_of(visitor: pa.Array, conversion: np.ndarray, ts: np.ndarray, uuid: pa.Array) -> np.ndarray:
+def body_order_of(visitor: pa.Array, conversion: np.ndarray, ts: np.ndarray, uuid: pa.Array, *,
+                  check: bool = True) -> np.ndarray:
     """:func:`body_order` of the columns themselves: visitor ids and uuids (Arrow strings), whether
-    each row is a conversion (int8: 0 impression, 1 conversion) and its timestamp (int64, nulls as 0)."""
+    each row is a conversion (int8: 0 impression, 1 conversion) and its timestamp (int64, nulls as 0).
+    ``check=False``: sort without first looking whether the rows are in order already (rows in
+    export order seldom are)."""
     n = len(ts)
     table = pa.table({"visitor": visitor, "kind": pa.array(conversion), "ts": pa.array(ts), "uuid": uuid})
-    if _in_order(table):  # e.g. mapped with body_order=True: no sort, no reordering
+    if check and _in_order(table):  # e.g. mapped with body_order=True: no sort, no reordering
         return np.arange(n, dtype=np.int64)
     keys = [(c, "ascending", "at_start") for c in table.column_names]
     return pc.sort_indices(table, sort_keys=keys).to_numpy().astype(np.int64)
