@@ -53,7 +53,7 @@ class JsonlSpan:
         return JsonlPart(data, self.first_line, self.rows_in, self.revenue_keys).raw()
 
 
-def _blank(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def _blank(buf: bytes | memoryview, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Whether each line ``buf[start:end]`` (newline excluded) is blank: empty, or all whitespace.
     Only lines that start with whitespace are looked at one by one (JSON lines start with ``{``)."""
     arr = np.frombuffer(buf, dtype=np.uint8)
@@ -61,7 +61,7 @@ def _blank(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     first = arr[np.minimum(starts, max(len(arr) - 1, 0))] if len(arr) else np.zeros(len(starts), dtype=np.uint8)
     blank = empty.copy()
     for i in np.flatnonzero(~empty & _SPACE[first]).tolist():
-        blank[i] = buf[starts[i]:ends[i]].isspace()
+        blank[i] = bytes(buf[starts[i]:ends[i]]).isspace()
     return blank
 
 
@@ -75,20 +75,25 @@ def iter_jsonl_spans(path: Path, chunk_rows: int, revenue_keys: Sequence[str], *
     part_rows = 0
     line_no = 1  # number of the next line to read
     pos = 0  # file offset of buf[0]
-    buf = b""
-    with open(path, "rb") as fh:
+    block = bytearray(block_bytes)  # one buffer for the whole file: what is left of a block moves to its front
+    kept = 0  # bytes at the front of block left from the last read (a line not ended yet)
+    with open(path, "rb", buffering=0) as fh:
         while True:
-            more = fh.read(block_bytes)
-            buf += more
-            at_end = not more
+            if kept == len(block):  # a line longer than the buffer: make room
+                block.extend(bytes(len(block)))
+            got = fh.readinto(memoryview(block)[kept:])
+            at_end = not got
+            buf = memoryview(block)[:kept + got]
             if not buf:
                 break
             nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == _NEWLINE)
-            if at_end and not buf.endswith(b"\n"):
+            if at_end and buf[-1] != _NEWLINE:
                 nl = np.append(nl, len(buf))  # the last line has no newline
             if not len(nl):
                 if at_end:
                     break
+                kept = len(buf)
+                buf.release()
                 continue  # a line longer than the block: read more
             starts = np.concatenate(([0], nl[:-1] + 1))
             rows = ~_blank(buf, starts, nl)
@@ -107,7 +112,10 @@ def iter_jsonl_spans(path: Path, chunk_rows: int, revenue_keys: Sequence[str], *
             line_no += len(nl) - done
             cut = min(int(nl[-1]) + 1, len(buf))
             pos += cut
-            buf = buf[cut:]
+            kept = len(buf) - cut
+            tail = bytes(buf[cut:])  # the unfinished line (short): to the front of the buffer
+            buf.release()
+            block[:kept] = tail
             if at_end:
                 break
     if part_rows:  # blank lines after the last full chunk are no chunk
