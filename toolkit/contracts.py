@@ -101,6 +101,12 @@ class SkipRule(StrEnum):
     ACTIVATIONS_OFF = "activation_not_sent"  # an activation event under `--decisions none`
 
 
+# attrs key of a NORMALIZED frame from the loader: True when every ``properties`` text is
+# orjson.dumps(object, option=OPT_SORT_KEYS), so mapping may reuse a text instead of parsing and
+# writing it again. Absent or False: nothing is assumed (frames made elsewhere).
+PROPERTIES_CANONICAL = "toolkit.properties_canonical"
+
+
 def empty(schema: dict[str, str]) -> pd.DataFrame:
     """A frame with the schema's columns and no rows (made once per schema: ~0.5 ms each time)."""
     key = tuple(schema.items())

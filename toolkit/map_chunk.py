@@ -17,8 +17,9 @@ Output rows keep the input order; the same input gives the same output, byte for
 
 How it stays fast: the checks are numpy masks over the chunk, repeated values (event names,
 keys, currencies, activation properties) are resolved once per distinct value, money is
-converted by Arrow string kernels, and the only per-row Python is the tags of each conversion
-(its properties parsed once) and the SHA-1 of derived uuids. Output columns are assembled as
+converted by Arrow string kernels, and the only per-row Python is the tags of the conversions
+whose tags are not their properties text as it is (those properties parsed once) and the SHA-1 of
+derived uuids. Output columns are assembled as
 Arrow arrays.
 """
 
@@ -34,12 +35,22 @@ import pyarrow.compute as pc
 
 from .activations import Impressions, map_activations
 from .blueprint import Blueprint
-from .contracts import CAMPAIGN_ACTIVATED, EVENTS, NORMALIZED, QUARANTINE, Reason, SkipRule, conform, empty
+from .contracts import (
+    CAMPAIGN_ACTIVATED,
+    EVENTS,
+    NORMALIZED,
+    PROPERTIES_CANONICAL,
+    QUARANTINE,
+    Reason,
+    SkipRule,
+    conform,
+    empty,
+)
 from .datafile import Datafile
 from .identity import Identity, as_identity, event_uuids, resolve_visitor_ids
 from .money import minor_units
 from .payload import DEFAULT_MAX_BYTES, BodyHeader, event_body_sizes, gc_paused
-from .tags import conversion_tags
+from .tags import conversion_tags_column
 
 __all__ = ["MapResult", "map_events"]
 
@@ -154,6 +165,7 @@ def map_events(
 
 def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Blueprint, *,
                 identity: str | Identity, activations: bool, max_bytes: int, body_order: bool) -> MapResult:
+    canonical = normalized.attrs.get(PROPERTIES_CANONICAL) is True  # texts as the loader writes them
     f = conform(normalized, NORMALIZED).reset_index(drop=True)
     n = len(f)
     verdict = _Verdicts(n)
@@ -249,8 +261,9 @@ def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Bluepri
     # conversions
     rev_list = np.where(has_revenue[c_pos], revenue[c_pos].astype(object), None).tolist()
     val_list = np.where(has_value[c_pos], value[c_pos].astype(object), None).tolist()
-    tags, bad_conv = conversion_tags(_objects(f["properties"].iloc[c_pos]).tolist(), rev_list, val_list,
-                                     cur.take(pa.array(c_pos)).to_pylist(), blueprint.tags)
+    c_take = pa.array(c_pos)
+    tags, bad_conv = conversion_tags_column(_arrow(f["properties"]).take(c_take), rev_list, val_list, cur.take(c_take),
+                                            blueprint.tags, canonical=canonical)
     warnings["properties_not_an_object"] += bad_conv + bad_act
 
     out = _assemble(f, c_pos, uuids.loc[c_pos], imp, keys, visitor, revenue, has_revenue, value, has_value, tags, datafile,

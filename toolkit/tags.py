@@ -8,20 +8,26 @@ units, value as a number, currency as the normalized code). Tags are sorted-key 
 
 :func:`conversion_tags` does this for a column of properties JSON texts, parsing each text once
 (orjson); a text with no sign of a list, an object or a null in it (the common case) takes a short
-path that only removes the money names.
+path that only removes the money names. :func:`conversion_tags_column` first sets aside, with Arrow
+kernels, the rows whose tags are their properties text as it is (texts written by the loader:
+orjson, sorted keys), and runs the row loop on the others only.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from itertools import repeat
+from operator import is_
 
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .blueprint import TagRules
 
-__all__ = ["build_tags", "conversion_tags", "parse_objects"]
+__all__ = ["build_tags", "conversion_tags", "conversion_tags_column", "parse_objects"]
 
 _MONEY_TAGS = frozenset({"revenue", "value", "currency"})
 _SCALARS = frozenset({str, int, float, bool})  # orjson never yields NaN/inf: JSON has none
@@ -132,3 +138,68 @@ def conversion_tags(texts: Sequence[str | None], revenues: Sequence[int | None],
         end(len(buf))
     offsets = np.array(ends, dtype=np.int64)
     return pa.LargeStringArray.from_buffers(len(texts), pa.py_buffer(offsets), pa.py_buffer(bytes(buf))), bad
+
+
+def conversion_tags_column(texts: pa.Array, revenues: Sequence[int | None], values: Sequence[float | None],
+                           currencies: pa.Array, rules: TagRules, *,
+                           canonical: bool = False) -> tuple[pa.LargeStringArray, int]:
+    """:func:`conversion_tags` for Arrow columns of texts and currencies (aligned with the lists of
+    revenues and values). With ``canonical`` (every text is ``orjson.dumps(object,
+    option=OPT_SORT_KEYS)``, what the loader writes), a row whose tags are its properties as they
+    are keeps its text, found by Arrow's substring kernels with no Python per row: a flat object
+    with no ``revenue`` or ``value`` name and no revenue or value to add, whose ``currency`` is the
+    currency tag already (or which has neither). Add-to-cart, checkout and form events are mostly
+    such rows. The others go through :func:`conversion_tags`; the result is the same text."""
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    texts = texts.cast(pa.large_string())
+    n = len(texts)
+    same = _as_they_are(texts, revenues, values, currencies) if canonical and n and not rules.exclude else None
+    if same is None or not same.any():
+        return conversion_tags(texts.to_pylist(), revenues, values, currencies.to_pylist(), rules)
+    rest = np.flatnonzero(~same)
+    take = pa.array(rest)
+    got, bad = conversion_tags(texts.take(take).to_pylist(), [revenues[i] for i in rest.tolist()],
+                               [values[i] for i in rest.tolist()], currencies.take(take).to_pylist(), rules)
+    return pc.replace_with_mask(texts, pa.array(~same), got), bad
+
+
+_NOT_AS_THEY_ARE = r'\[|null|"revenue":|"value":|.\{'  # a list, a null, a money name, an object inside
+
+
+def _matches(texts: pa.Array, pattern: str) -> np.ndarray:
+    return pc.fill_null(pc.match_substring_regex(texts, pattern), False).to_numpy(zero_copy_only=False)
+
+
+def _as_they_are(texts: pa.Array, revenues: Sequence[int | None], values: Sequence[float | None],
+                 currencies: pa.Array) -> np.ndarray:
+    """Rows of canonical texts whose tags are the text itself (see :func:`conversion_tags_column`).
+
+    In orjson's compact output every quote inside a string is escaped, so ``{"`` and ``,"`` only
+    start a name and a pattern with bare quotes only matches the structure; a string that merely
+    holds ``[``, ``{`` or ``null`` sends its row the general way, never the wrong way. One regular
+    expression pass (RE2) finds the rows that cannot be as they are: Arrow's substring search
+    scans a whole text for each absent pattern, the expression scans it once for all of them."""
+    n = len(texts)
+    ok = pc.is_valid(texts).to_numpy(zero_copy_only=False)
+    ok &= np.fromiter(map(is_, revenues, repeat(None)), dtype=bool, count=n)
+    ok &= np.fromiter(map(is_, values, repeat(None)), dtype=bool, count=n)
+    ok &= ~_matches(texts, _NOT_AS_THEY_ARE)
+    tagged = pc.is_valid(currencies).to_numpy(zero_copy_only=False)
+    untagged = np.flatnonzero(ok & ~tagged)  # no currency tag: no currency name either
+    if len(untagged):
+        ok[untagged] = ~_matches(texts.take(pa.array(untagged)), '"currency":')
+    rows = np.flatnonzero(ok & tagged)  # a currency tag: the currency name holds exactly that code
+    if len(rows):
+        enc = pc.dictionary_encode(currencies.take(pa.array(rows)))
+        codes = enc.indices.to_numpy(zero_copy_only=False)
+        sub = texts.take(pa.array(rows))
+        hit = np.zeros(len(rows), dtype=bool)
+        for k, code in enumerate(enc.dictionary.to_pylist()):  # a few currencies: one pass each
+            at = np.flatnonzero(codes == k)
+            pair = re.escape('"currency":' + orjson.dumps(code).decode())
+            try:
+                hit[at] = _matches(sub.take(pa.array(at)), "[{,]" + pair + "[,}]")
+            except pa.ArrowInvalid:  # a code RE2 will not take as a literal: its rows go the general way
+                continue
+        ok[rows] = hit
+    return ok

@@ -258,3 +258,23 @@ def test_the_in_order_check_agrees_with_the_sort(seed):
         keys = [(c, "ascending", "at_start") for c in table.column_names]
         stays = np.array_equal(pc.sort_indices(table, sort_keys=keys).to_numpy(), np.arange(n))
         assert _in_order(table) == stays
+
+
+@pytest.mark.parametrize("name", ["export.jsonl", "export.csv", "export.parquet"])
+def test_loader_frames_map_the_same_with_or_without_the_canonical_hint(name, datafile, blueprint):
+    """The loader marks its properties texts as canonical (orjson, sorted keys), which lets the
+    mapper keep a text as the tags without parsing it; the events are the same byte for byte as
+    when the frame carries no such mark (every row parsed)."""
+    from pathlib import Path
+
+    from toolkit.contracts import PROPERTIES_CANONICAL
+    from toolkit.exports import load_export
+
+    loaded = load_export(Path(__file__).parents[2] / "data" / "sample" / name).events
+    assert loaded.attrs.get(PROPERTIES_CANONICAL) is True
+    plain = loaded.copy()
+    plain.attrs.clear()
+    fast, slow = map_events(loaded, datafile, blueprint), map_events(plain, datafile, blueprint)
+    assert (fast.events["kind"] == "conversion").sum() > 50
+    pd.testing.assert_frame_equal(fast.events, slow.events)
+    pd.testing.assert_frame_equal(fast.quarantine, slow.quarantine)

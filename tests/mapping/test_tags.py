@@ -46,3 +46,32 @@ def test_column_form_equals_build_tags(rows, rules):
         expected.append(build_tags(props, rules, revenue=r, value=v, currency=c))
     assert tags.to_pylist() == expected
     assert bad == expected_bad
+
+
+_TRICKY = st.sampled_from(['"currency":"GBP"', ',"currency":"GBP",', '{"currency":"GBP"}', "null", "[1]", "{",
+                           '"revenue":', '"value":1', "GBP", "gbp", 'a"currency', "\\"])
+_FLAT = st.dictionaries(_KEYS | st.sampled_from(['x"currency', "note"]), _SCALAR | _TRICKY, max_size=5)
+
+
+@given(rows=st.lists(st.tuples(_FLAT | _PROPS, st.none() | st.integers(0, 10**6), st.none() | st.floats(0, 1e6),
+                               st.none() | st.sampled_from(["GBP", "JPY", 'E"U', "GBP "])), max_size=25),
+       rules=_RULES)
+@example(rows=[({"currency": "GBP", "sku": "a"}, None, None, "GBP"), ({"sku": "b"}, None, None, None),
+               ({"currency": "gbp"}, None, None, "GBP"), ({"note": ',"currency":"GBP",'}, None, None, "GBP"),
+               ({'x"currency': "GBP"}, None, None, "GBP"), ({"currency": "GBP", "value": 1}, None, None, "GBP"),
+               ({}, None, None, None), ({}, None, None, "GBP"), ({"currency": "GBP"}, 5, None, "GBP")],
+         rules=TagRules())
+def test_canonical_column_form_equals_the_row_form(rows, rules):
+    """Texts as the loader writes them (orjson, sorted keys): rows kept as they are and rows that go
+    the general way give exactly what conversion_tags gives for every row."""
+    import pyarrow as pa
+
+    from toolkit.tags import conversion_tags_column
+
+    texts = [orjson.dumps(p, option=orjson.OPT_SORT_KEYS).decode() for p, *_ in rows]
+    revenues, values, currencies = ([r[i] for r in rows] for i in (1, 2, 3))
+    want, want_bad = conversion_tags(texts, revenues, values, currencies, rules)
+    got, bad = conversion_tags_column(pa.array(texts, pa.large_string()), revenues, values,
+                                      pa.array(currencies, pa.large_string()), rules, canonical=True)
+    assert got.to_pylist() == want.to_pylist()
+    assert bad == want_bad

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..contracts import NORMALIZED, QUARANTINE, Reason
+from ..contracts import NORMALIZED, PROPERTIES_CANONICAL, QUARANTINE, Reason
 from ._props import Props
 from ._values import clip
 
@@ -98,6 +98,7 @@ def finish(raw: RawColumns) -> ExportChunk:
     out["quantity"] = _int64(*props["quantity"])
     out["source_row"] = _int64(raw.source_row if all_kept else raw.source_row[keep], np.zeros(kept, dtype=bool))
     events = pd.DataFrame({c: out[c] for c in NORMALIZED})
+    events.attrs[PROPERTIES_CANONICAL] = raw.props.canonical
     quarantine = _quarantine_frame(rejected)
     rows_in = n + len(raw.rejected)
     if rows_in != len(events) + len(quarantine):  # pragma: no cover - a bug, never bad input

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._values import as_dict, dumps_column, loads, map_careful, money_text, quantity
+from ._values import as_dict, loads, map_careful, money_text, quantity, sorted_texts
 
 __all__ = ["Props", "PropColumns", "from_texts", "from_values", "concat", "parse_texts", "parse_values", "property_columns"]
 
@@ -65,9 +65,13 @@ def property_columns(dicts: list[dict], revenue_keys: Sequence[str]) -> PropColu
     (``(int64 values, null mask)``) for a list of property dicts. Each money key is read from
     every dict by ``map(dict.get, ...)`` (in C); only values that are not text go through Python.
     """
-    n = len(dicts)
-    texts = dumps_column(dicts) if n else pa.array([], type=pa.string())
-    return {"properties": texts, **_money_columns(dicts, revenue_keys)}
+    return _property_columns(dicts, revenue_keys)[0]
+
+
+def _property_columns(dicts: list[dict], revenue_keys: Sequence[str]) -> tuple[PropColumns, bool]:
+    """:func:`property_columns`, and whether every properties text is orjson's sorted-key dump."""
+    texts, canonical = sorted_texts(dicts)
+    return {"properties": texts, **_money_columns(dicts, revenue_keys)}, canonical
 
 
 def _texts(vals: list[Any], fn: Callable[[Any], str | None]) -> pa.Array:
@@ -167,6 +171,7 @@ class Props:
     bad: np.ndarray  # bool per row
     columns: PropColumns
     shown: dict[int, str]  # row position -> the properties value as read, for the quarantine detail
+    canonical: bool = True  # every properties text is orjson.dumps(object, option=OPT_SORT_KEYS)
 
     def __len__(self) -> int:
         return len(self.bad)
@@ -180,32 +185,33 @@ class Props:
                 for name, col in self.columns.items()}
 
 
-def _bad_and_columns(dicts: list[dict | None], revenue_keys: Sequence[str]) -> tuple[np.ndarray, PropColumns]:
+def _bad_and_columns(dicts: list[dict | None],
+                     revenue_keys: Sequence[str]) -> tuple[np.ndarray, PropColumns, bool]:
     if dicts.count(None) == 0:
-        return np.zeros(len(dicts), dtype=bool), property_columns(dicts, revenue_keys)  # type: ignore[arg-type]
+        return np.zeros(len(dicts), dtype=bool), *_property_columns(dicts, revenue_keys)  # type: ignore[arg-type]
     bad = np.fromiter(map(is_, dicts, repeat(None)), dtype=bool, count=len(dicts))
     if bad.any():
         dicts = [{} if d is None else d for d in dicts]
-    return bad, property_columns(dicts, revenue_keys)  # type: ignore[arg-type]
+    return bad, *_property_columns(dicts, revenue_keys)  # type: ignore[arg-type]
 
 
 def from_values(values: Sequence[Any], revenue_keys: Sequence[str]) -> Props:
     """Properties as read (dict, JSON text, None, anything else), one per row."""
-    bad, columns = _bad_and_columns(parse_values(values), revenue_keys)
+    bad, columns, canonical = _bad_and_columns(parse_values(values), revenue_keys)
     shown = {i: values[i] if isinstance(values[i], str) else repr(values[i]) for i in np.flatnonzero(bad).tolist()}
-    return Props(bad, columns, shown)
+    return Props(bad, columns, shown, canonical)
 
 
 def from_texts(texts: pa.Array, revenue_keys: Sequence[str]) -> Props:
     """A column of JSON texts (no nulls): each distinct text is parsed once, then expanded."""
     enc = pc.dictionary_encode(texts)
-    bad, columns = _bad_and_columns(parse_texts(enc.dictionary.to_pylist()), revenue_keys)
+    bad, columns, canonical = _bad_and_columns(parse_texts(enc.dictionary.to_pylist()), revenue_keys)
     pos = enc.indices.to_numpy(zero_copy_only=False)
     bad = bad[pos]
     shown = {i: texts[i].as_py() for i in np.flatnonzero(bad).tolist()}
     columns = {name: (col[0][pos], col[1][pos]) if name == "quantity" else pc.take(col, enc.indices)
                for name, col in columns.items()}
-    return Props(bad, columns, shown)
+    return Props(bad, columns, shown, canonical)
 
 
 def concat(parts: list[Props]) -> Props:
@@ -222,4 +228,4 @@ def concat(parts: list[Props]) -> Props:
     for p in parts:
         shown.update({offset + i: v for i, v in p.shown.items()})
         offset += len(p)
-    return Props(np.concatenate([p.bad for p in parts]), columns, shown)
+    return Props(np.concatenate([p.bad for p in parts]), columns, shown, all(p.canonical for p in parts))

@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
-    "NOT_JSON", "DETAIL_MAX", "clip", "parse_json", "as_dict", "dumps", "dumps_column", "money_text", "quantity",
+    "NOT_JSON", "DETAIL_MAX", "clip", "parse_json", "as_dict", "dumps", "dumps_column", "sorted_texts", "money_text",
+    "quantity",
     "map_careful", "loads", "REFUSED",
 ]
 
@@ -85,7 +86,15 @@ def dumps(obj: Any) -> str:
 
 
 def dumps_column(dicts: list[dict], each: Callable[[Any], str | bytes] = dumps) -> pa.Array:
-    """The canonical text (sorted keys, compact) of each dict, as an Arrow string array.
+    """The canonical text (sorted keys, compact) of each dict, as an Arrow string array (see
+    :func:`sorted_texts`)."""
+    return sorted_texts(dicts, each)[0]
+
+
+def sorted_texts(dicts: list[dict], each: Callable[[Any], str | bytes] = dumps) -> tuple[pa.Array, bool]:
+    """The canonical text (sorted keys, compact) of each dict, as an Arrow string array, and
+    whether every text is ``orjson.dumps(d, option=OPT_SORT_KEYS)`` (False when some dict held what
+    only ``each`` writes).
 
     One ``orjson.dumps`` of the whole list with a marker string between the dicts, cut by Arrow at
     the markers: no Python object per row (one bytes object per dict costs ~10x the serializing).
@@ -94,18 +103,18 @@ def dumps_column(dicts: list[dict], each: Callable[[Any], str | bytes] = dumps) 
     (non-string keys, Decimal, huge integers), each dict is written on its own by ``each``.
     """
     if not dicts:
-        return pa.array([], type=pa.string())
+        return pa.array([], type=pa.string()), True
     mixed: list[Any] = [_MARKER] * (2 * len(dicts) - 1)
     mixed[::2] = dicts
     try:
         blob = orjson.dumps(mixed, option=orjson.OPT_SORT_KEYS)
     except TypeError:
-        return pa.array(list(map(each, dicts))).cast(pa.string())
+        return pa.array(list(map(each, dicts))).cast(pa.string()), False
     if len(blob) < _MAX_BLOB:
         pieces = pc.split_pattern(pa.array([blob[1:-1]], type=pa.binary()), pattern=_CUT).flatten()
         if len(pieces) == len(dicts):
-            return pieces.view(pa.string())  # orjson writes valid UTF-8: no need to check it again
-    return pa.array(list(map(_SORTED, dicts)), type=pa.binary()).cast(pa.string())
+            return pieces.view(pa.string()), True  # orjson writes valid UTF-8: no need to check it again
+    return pa.array(list(map(_SORTED, dicts)), type=pa.binary()).cast(pa.string()), True
 
 
 def money_text(v: Any) -> str | None:
