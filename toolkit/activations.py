@@ -124,9 +124,11 @@ def map_activations(
             enabled_u[i], running_u[i] = decision_enabled(exp, var), exp.is_running
     decisions = {name: pa.array(meta[name], pa.large_string()) for name in _IMPRESSION_COLUMNS}
     decisions = {"campaign_id": decisions["entity_id"], **decisions}
-    exp_ids = decisions["experiment_id"].take(pa.array(ok_codes)).to_pylist()
+    exp_ids = decisions["experiment_id"].take(pa.array(ok_codes))
+    base = pa.array(uuids[ok].array)
+    base = base.combine_chunks() if isinstance(base, pa.ChunkedArray) else base
     imp = Impressions(rows=np.asarray(index[ok], dtype=np.int64),
-                      uuid=derived_uuids(uuids[ok].tolist(), exp_ids), code=ok_codes.astype(np.int64),
+                      uuid=derived_uuids(base, exp_ids), code=ok_codes.astype(np.int64),
                       decisions=decisions, enabled=enabled_u)
     not_running = int((~running_u[ok_codes]).sum())
     warnings = {"impression_experiment_not_running": not_running} if not_running else {}

@@ -94,14 +94,18 @@ def derived_uuid(base: str, *parts: object) -> str:
     return _uuid5(_DERIVED_NS, _SEP.join([base, *("" if p is None else str(p) for p in parts)]))
 
 
-def uuid5_array(namespace: uuid.UUID, names: Iterable[str]) -> pa.LargeStringArray:
+def uuid5_array(namespace: uuid.UUID, names: Iterable[str | bytes]) -> pa.LargeStringArray:
     """``[str(uuid.uuid5(namespace, name)) for name in names]`` as an Arrow string array.
 
     Only the SHA-1 runs per name; the version/variant bits and the hex formatting are done on all
     digests at once with numpy (the result is checked against :func:`uuid.uuid5` in the tests).
     """
-    prefix, sha1 = namespace.bytes, hashlib.sha1
-    digests = b"".join([sha1(prefix + s.encode("utf-8"), usedforsecurity=False).digest() for s in names])
+    start = hashlib.sha1(namespace.bytes, usedforsecurity=False)  # each name's hash goes on from a copy
+    digests = bytearray()
+    for name in names:
+        h = start.copy()
+        h.update(name if type(name) is bytes else name.encode("utf-8"))
+        digests += h.digest()
     n = len(digests) // 20
     raw = np.frombuffer(digests, dtype=np.uint8).reshape(n, 20)[:, :16].copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50  # version 5
@@ -114,8 +118,13 @@ def uuid5_array(namespace: uuid.UUID, names: Iterable[str]) -> pa.LargeStringArr
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()))
 
 
-def derived_uuids(bases: Iterable[str], qualifiers: Iterable[str]) -> pa.LargeStringArray:
-    """:func:`derived_uuid` of each (base, qualifier) pair, as an Arrow string array."""
+def derived_uuids(bases: Iterable[str] | pa.Array, qualifiers: Iterable[str] | pa.Array) -> pa.LargeStringArray:
+    """:func:`derived_uuid` of each (base, qualifier) pair (no nulls), as an Arrow string array; Arrow
+    arrays are joined by Arrow (no Python string per row)."""
+    if isinstance(bases, pa.Array) and isinstance(qualifiers, pa.Array):
+        big = pa.large_string()
+        names = pc.binary_join_element_wise(bases.cast(big), qualifiers.cast(big), pa.scalar(_SEP, big))
+        return uuid5_array(_DERIVED_NS, names.cast(pa.large_binary()).to_pylist())
     return uuid5_array(_DERIVED_NS, [f"{b}{_SEP}{q}" for b, q in zip(bases, qualifiers, strict=True)])
 
 

@@ -239,3 +239,15 @@ def test_bulk_uuid5_equals_the_standard_library(names):
     from toolkit.identity import NAMESPACE, uuid5_array
 
     assert uuid5_array(NAMESPACE, names).to_pylist() == [str(uuid.uuid5(NAMESPACE, n)) for n in names]
+
+
+def test_derived_uuids_from_arrow_columns_equal_the_one_by_one_form():
+    import pyarrow as pa
+
+    from toolkit.identity import derived_uuid, derived_uuids
+
+    bases = [str(uuid.UUID(int=i * 7919)) for i in range(50)] + ["ü-base"]
+    quals = [str(50000 + i % 3) for i in range(50)] + ["exp ü"]
+    want = [derived_uuid(b, q) for b, q in zip(bases, quals, strict=True)]
+    assert derived_uuids(pa.array(bases), pa.array(quals, pa.large_string())).to_pylist() == want
+    assert derived_uuids(bases, quals).to_pylist() == want
