@@ -139,18 +139,34 @@ def _floats(values: pd.Series) -> pa.Array:
 
 
 def _optional(name: str, text: pa.Array) -> pa.Array:
-    """``,"name":text`` where ``text`` is not null, else nothing."""
-    return pc.fill_null(_cat(f',"{name}":', text), "")
+    """``,"name":text`` where ``text`` is not null, else null (left out by :func:`_cat_skipping`)."""
+    return _cat(f',"{name}":', text)
+
+
+def _only(arr: pa.Array, keep: pa.Array) -> pa.Array:
+    """``arr`` with null where ``keep`` (bool, no nulls) is false: the same data buffers under a
+    new validity bitmap (``if_else`` copied every text), when the array starts at its buffers' start."""
+    if arr.offset or keep.offset or arr.null_count or not pa.types.is_large_string(arr.type):
+        return pc.if_else(keep, arr, pa.scalar(None, arr.type))
+    _, offsets, data = arr.buffers()
+    return pa.LargeStringArray.from_buffers(len(arr), offsets, data, keep.buffers()[1])
+
+
+def _cat_skipping(*parts: pa.Array | str) -> pa.Array:
+    """:func:`_cat` with null parts left out (no copy of a column just to fill its nulls)."""
+    return pc.binary_join_element_wise(*(_lit(p) if isinstance(p, str) else p for p in parts), _lit(""),
+                                       null_handling="skip")
 
 
 def _conversions(col: dict[str, pa.Array], ts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     tags = col["tags"]
     has_tags = pc.fill_null(pc.and_(pc.not_equal(tags, ""), pc.not_equal(tags, "{}")), False)
-    text = _cat('{"events":[{"entity_id":"', col["entity_id"], '","uuid":"', col["uuid"], '","key":"', col["key"],
+    # null ids would be left out here: those rows are rebuilt exactly (below)
+    text = _cat_skipping('{"events":[{"entity_id":"', col["entity_id"], '","uuid":"', col["uuid"], '","key":"', col["key"],
                 '","timestamp":', ts,
                 _optional("revenue", pc.cast(col["revenue"], _STR)),
                 _optional("value", col["value"]),
-                _optional("tags", pc.if_else(has_tags, tags, pa.scalar(None, _STR))), "}]}")
+                _optional("tags", _only(tags, has_tags)), "}]}")
     exact = np.zeros(len(tags), dtype=bool)
     for c in ("entity_id", "uuid", "key"):
         exact |= _needs_escape(col[c]) | pc.is_null(col[c]).to_numpy(zero_copy_only=False)
