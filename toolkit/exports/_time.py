@@ -101,8 +101,12 @@ def epoch_ms_strings(strings: pa.Array | pa.ChunkedArray | pd.Series) -> tuple[n
 def epoch_ms(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Python values from JSON (str, int, float, None, anything else) -> (ms int64, ok)."""
     n = len(values)
-    if set(map(type, values)) == {str}:  # the usual export: every timestamp an ISO 8601 string
-        return epoch_ms_strings(pa.array(values, type=pa.string()))
+    try:  # the usual export: every timestamp an ISO 8601 string (anything else but None is refused here)
+        strings = pa.array(values, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid, OverflowError):
+        strings = None
+    if strings is not None and not strings.null_count:
+        return epoch_ms_strings(strings)
     ms = np.zeros(n, dtype="int64")
     ok = np.zeros(n, dtype=bool)
     kinds = [type(v) for v in values]
