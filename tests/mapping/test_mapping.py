@@ -278,3 +278,23 @@ def test_loader_frames_map_the_same_with_or_without_the_canonical_hint(name, dat
     assert (fast.events["kind"] == "conversion").sum() > 50
     pd.testing.assert_frame_equal(fast.events, slow.events)
     pd.testing.assert_frame_equal(fast.quarantine, slow.quarantine)
+
+
+def test_a_chunk_with_text_orjson_cannot_write_is_not_marked_canonical(tmp_path, datafile, blueprint):
+    """An integer beyond 64 bits is written by the standard library: that chunk's texts are not
+    all orjson's, the mark says so, and the row's tags come from parsing it like any other."""
+    from toolkit.contracts import PROPERTIES_CANONICAL
+    from toolkit.exports import load_export
+
+    lines = ['{"messageId":"m1","type":"track","event":"Product Added","anonymousId":"a1",'
+             '"timestamp":"2026-01-05T08:00:01.000Z","properties":{"sku":"s","currency":"GBP","big":' + str(10**30) + "}}",
+             '{"messageId":"m2","type":"track","event":"Product Added","anonymousId":"a1",'
+             '"timestamp":"2026-01-05T08:00:02.000Z","properties":{"sku":"t","currency":"GBP"}}']
+    path = tmp_path / "big.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    loaded = load_export(path).events
+    assert loaded.attrs.get(PROPERTIES_CANONICAL) is False
+    plain = loaded.copy()
+    plain.attrs.clear()
+    pd.testing.assert_frame_equal(map_events(loaded, datafile, blueprint).events,
+                                  map_events(plain, datafile, blueprint).events)

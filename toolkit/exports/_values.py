@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
-    "NOT_JSON", "DETAIL_MAX", "clip", "parse_json", "as_dict", "dumps", "dumps_column", "sorted_texts", "money_text",
+    "NOT_JSON", "DETAIL_MAX", "clip", "parse_json", "as_dict", "dumps", "sorted_texts", "money_text",
     "quantity",
     "map_careful", "loads", "REFUSED",
 ]
@@ -83,12 +83,6 @@ def dumps(obj: Any) -> str:
         return orjson.dumps(obj, option=_DUMP_OPTS, default=_json_default).decode()
     except TypeError:  # integers beyond 64 bits (from the fallback parser)
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-
-
-def dumps_column(dicts: list[dict], each: Callable[[Any], str | bytes] = dumps) -> pa.Array:
-    """The canonical text (sorted keys, compact) of each dict, as an Arrow string array (see
-    :func:`sorted_texts`)."""
-    return sorted_texts(dicts, each)[0]
 
 
 def sorted_texts(dicts: list[dict], each: Callable[[Any], str | bytes] = dumps) -> tuple[pa.Array, bool]:
