@@ -60,9 +60,6 @@ class Impressions:
     decisions: dict[str, pa.Array]  # DECISION_COLUMNS -> one value per decision
     enabled: np.ndarray  # bool per decision
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
     def column(self, name: str) -> pa.Array:
         """A decision column, one value per impression."""
         return self.decisions[name].take(pa.array(self.code))

@@ -46,6 +46,7 @@ __all__ = [
     "GraphPart",
     "LinkTable",
     "resolve_visitor_ids",
+    "blank_to_null",
     "as_identity",
     "NAMESPACE",
     "stable_uuid",
@@ -162,14 +163,17 @@ def event_uuids(frame: pd.DataFrame, rows: np.ndarray | None = None) -> pd.Serie
 POLICIES = ("user_or_anonymous", "anonymous", "user", "stitched")
 
 
+def blank_to_null(arr: pa.Array) -> pa.Array:
+    """Text with surrounding whitespace removed, null where none is left (pandas' ``str.strip``
+    and ``mask``, by the same Arrow kernels without a pandas object per step)."""
+    arr = pc.utf8_trim_whitespace(arr)
+    return pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
+
+
 def _blank_to_na(s: pd.Series) -> pd.Series:
-    """Text with surrounding whitespace removed, NA where none is left (pandas' ``str.strip`` and
-    ``mask``, done by the same Arrow kernels without a pandas object per step)."""
     arr = pa.array(s.astype("string").array)
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    arr = pc.utf8_trim_whitespace(arr)
-    arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
-    return pd.Series(pd.arrays.ArrowStringArray(arr), index=s.index)
+    return pd.Series(pd.arrays.ArrowStringArray(blank_to_null(arr)), index=s.index)
 
 
 @dataclass(frozen=True)

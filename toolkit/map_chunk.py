@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .activations import Impressions, map_activations
+from .activations import DECISION_COLUMNS, Impressions, map_activations
 from .blueprint import Blueprint
 from .contracts import (
     CAMPAIGN_ACTIVATED,
@@ -47,7 +47,7 @@ from .contracts import (
     empty,
 )
 from .datafile import Datafile
-from .identity import Identity, as_identity, event_uuids, resolve_visitor_ids
+from .identity import Identity, as_identity, blank_to_null, event_uuids, resolve_visitor_ids
 from .money import minor_units
 from .payload import DEFAULT_MAX_BYTES, BodyHeader, event_body_sizes, gc_paused
 from .tags import conversion_tags_column
@@ -114,12 +114,6 @@ def _map_each(arr: pa.Array, fn) -> pa.Array:
     return mapped.take(enc.indices)
 
 
-def _blank_null(arr: pa.Array) -> pa.Array:
-    """Text without surrounding whitespace; null where nothing is left."""
-    arr = pc.utf8_trim_whitespace(arr)
-    return pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
-
-
 def _member(arr: pa.Array, values) -> np.ndarray:
     """Whether each value is one of ``values`` (nulls are not), as a numpy bool array."""
     return pc.is_in(arr, value_set=pa.array(list(values), arr.type)).to_numpy(zero_copy_only=False)
@@ -175,7 +169,7 @@ def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Bluepri
 
     # the text columns as Arrow arrays, cleaned by the kernels pandas' str.strip/lower/upper use
     typ = pc.fill_null(pc.utf8_lower(pc.utf8_trim_whitespace(_arrow(f["type"]))), "track")
-    name = _blank_null(_arrow(f["event"]))
+    name = blank_to_null(_arrow(f["event"]))
     has_name = pc.is_valid(name).to_numpy(zero_copy_only=False)
     skip = _member(typ, blueprint.skip_types)
     skipped[SkipRule.NOT_TRACK.value] += int(skip.sum())
@@ -213,7 +207,7 @@ def _map_events(normalized: pd.DataFrame, datafile: Datafile, blueprint: Bluepri
     rev_rows = conv & _member(keys, blueprint.revenue_events)
     raw_na = f["revenue_raw"].isna().to_numpy()
     has_rev = rev_rows & ~raw_na
-    cur = pc.utf8_upper(_blank_null(_arrow(f["currency"])))
+    cur = pc.utf8_upper(blank_to_null(_arrow(f["currency"])))
     defaulted = has_rev & pc.is_null(cur).to_numpy(zero_copy_only=False)
     warnings["default_currency"] += int(defaulted.sum())
     warnings["revenue_event_without_revenue"] += int((rev_rows & raw_na).sum())
@@ -363,14 +357,11 @@ def _assemble(f: pd.DataFrame, c_pos: np.ndarray, c_uuids: pd.Series, imp: Impre
         "revenue": numeric(revenue, has_revenue, "Int64"),
         "value": numeric(value, has_value, "Float64"),
         "tags": both(tags, _constant("{}", ni)),
-        **{c: decision_column(c) for c in ("campaign_id", "experiment_id", "variation_id", "flag_key", "rule_key",
-                                           "rule_type", "variation_key")},
+        **{c: decision_column(c) for c in DECISION_COLUMNS if c != "entity_id"},  # entity_id: conversions' too
         "enabled": pd.arrays.BooleanArray(enabled, ~is_imp),
         "synthesized": pd.arrays.BooleanArray(np.zeros(len(out_pos), dtype=bool), np.zeros(len(out_pos), dtype=bool)),
         "source_event_id": _text(_arrow(f["event_id"]).take(pa.array(out_pos))),
         "source_row": f["source_row"].array[out_pos],
     }
     out = pd.DataFrame(cols, index=pd.Index(out_pos), copy=False)  # arrays, not Series: ~4x less to build
-    if list(out.columns) != list(EVENTS) or [str(t) for t in out.dtypes] != list(EVENTS.values()):
-        out = conform(out, EVENTS)  # built to the contract above: a second copy of the frame only if not
-    return out
+    return conform(out, EVENTS)  # built to the contract above: passed through (a copy only if it were not)

@@ -41,9 +41,11 @@ def _lit(text: str) -> pa.Scalar:
     return pa.scalar(text, _STR)
 
 
-def _cat(*parts: pa.Array | str) -> pa.Array:
-    """Element-wise concatenation of arrays and literal texts (null where an array part is null)."""
-    return pc.binary_join_element_wise(*(_lit(p) if isinstance(p, str) else p for p in parts), _lit(""))
+def _cat(*parts: pa.Array | str, skip_nulls: bool = False) -> pa.Array:
+    """Element-wise concatenation of arrays and literal texts: null where an array part is null, or
+    with ``skip_nulls`` those parts left out (no copy of a column just to fill its nulls)."""
+    return pc.binary_join_element_wise(*(_lit(p) if isinstance(p, str) else p for p in parts), _lit(""),
+                                       null_handling="skip" if skip_nulls else "emit_null")
 
 
 def _arrow(s: pd.Series, dtype: pa.DataType = _STR) -> pa.Array:
@@ -139,7 +141,7 @@ def _floats(values: pd.Series) -> pa.Array:
 
 
 def _optional(name: str, text: pa.Array) -> pa.Array:
-    """``,"name":text`` where ``text`` is not null, else null (left out by :func:`_cat_skipping`)."""
+    """``,"name":text`` where ``text`` is not null, else null (left out by ``_cat(skip_nulls=True)``)."""
     return _cat(f',"{name}":', text)
 
 
@@ -152,21 +154,15 @@ def _only(arr: pa.Array, keep: pa.Array) -> pa.Array:
     return pa.LargeStringArray.from_buffers(len(arr), offsets, data, keep.buffers()[1])
 
 
-def _cat_skipping(*parts: pa.Array | str) -> pa.Array:
-    """:func:`_cat` with null parts left out (no copy of a column just to fill its nulls)."""
-    return pc.binary_join_element_wise(*(_lit(p) if isinstance(p, str) else p for p in parts), _lit(""),
-                                       null_handling="skip")
-
-
 def _conversions(col: dict[str, pa.Array], ts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     tags = col["tags"]
     has_tags = pc.fill_null(pc.and_(pc.not_equal(tags, ""), pc.not_equal(tags, "{}")), False)
     # null ids would be left out here: those rows are rebuilt exactly (below)
-    text = _cat_skipping('{"events":[{"entity_id":"', col["entity_id"], '","uuid":"', col["uuid"], '","key":"', col["key"],
+    text = _cat('{"events":[{"entity_id":"', col["entity_id"], '","uuid":"', col["uuid"], '","key":"', col["key"],
                 '","timestamp":', ts,
                 _optional("revenue", pc.cast(col["revenue"], _STR)),
                 _optional("value", col["value"]),
-                _optional("tags", _only(tags, has_tags)), "}]}")
+                _optional("tags", _only(tags, has_tags)), "}]}", skip_nulls=True)
     exact = np.zeros(len(tags), dtype=bool)
     for c in ("entity_id", "uuid", "key"):
         exact |= _needs_escape(col[c]) | pc.is_null(col[c]).to_numpy(zero_copy_only=False)
