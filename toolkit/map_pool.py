@@ -10,6 +10,8 @@ blueprint, identity links, options) goes to each worker once, through the pool's
 - Memory: at most ``in_flight`` chunks are sent and not yet handed back (default twice the
   workers plus one: the one more lets this process read a third chunk while a new worker starts,
   ~1 s of imports, instead of waiting), so memory stays flat however long the export.
+- Priority: workers run at ``WORKER_NICE`` (lower priority than this process, whose work on their
+  results is the critical path when the cores are all busy).
 - Start method: ``fork`` when this process runs no other thread (a CLI command, a script): the
   workers start with everything imported and set up, at no cost. Otherwise (Jupyter kernels, a
   progress monitor or a ledger thread running) ``forkserver``, as forking a threaded process can
@@ -48,6 +50,7 @@ from typing import Any, TypeVar
 
 from .errors import ToolkitError
 from .identity import Identity
+from .runtime import tune_process
 from .signals import HeldSignals
 from .spool import Spool, put, take
 
@@ -69,6 +72,11 @@ def _reduce_mappingproxy(m: MappingProxyType) -> tuple:
 ForkingPickler.register(MappingProxyType, _reduce_mappingproxy)
 
 _state: dict[str, Any] = {}  # in a worker: what every chunk is mapped with (set once by _init_mapper)
+# Workers run at a lower CPU priority than the process that uses their results: when every core is
+# busy, that process (cutting the export, building bodies, the ledger, HTTP) is the critical path
+# and the workers, which run ahead (in_flight), take the CPU it leaves. Replay of 1M rows on 2
+# cores: 4.01 -> 3.91 s wall, 7.17 -> 6.91 CPU-s (medians of 6 interleaved runs).
+WORKER_NICE = 10
 
 
 def auto_workers() -> int:
@@ -158,6 +166,9 @@ def _watch_parent(pid: int, interval: float = 1.0) -> None:
 def _worker_init(parent: int, init: Callable[..., None] | None, args: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which shuts us down
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits the CLI's handler
+    tune_process()  # a forked worker has it from its parent; one from the fork server sets it here
+    if hasattr(os, "nice"):
+        os.nice(WORKER_NICE)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
     if init is not None:
         init(*args)

@@ -136,6 +136,17 @@ def test_results_in_order_with_the_initializer_run_in_each_worker(method):
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_workers_run_below_this_process_and_set_up_for_bulk_work(method):
+    from toolkit.map_pool import WORKER_NICE
+    from toolkit.runtime import GC_THRESHOLD
+
+    mine = os.nice(0)
+    got = set(ordered_map(poolfns.settings, range(4), workers=2, method=method))
+    assert got == {(min(19, mine + WORKER_NICE), GC_THRESHOLD)}
+    assert os.nice(0) == mine  # this process keeps its priority
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_a_worker_error_is_raised_with_its_type_and_message_after_the_earlier_results(method):
     got = []
     with pytest.raises(ExportError, match=r"^item 3: bad input in a worker$"):

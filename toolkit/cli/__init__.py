@@ -17,8 +17,9 @@ from collections.abc import Sequence
 
 from ..errors import ToolkitError
 from ..logs import setup_logging
+from ..runtime import freeze_imports, tune_process
 
-__all__ = ["main", "build_parser"]
+__all__ = ["entry", "main", "build_parser"]
 
 # Sub-command modules are discovered: every ``cmd_<name>.py`` in this package. Each sets ``ORDER``
 # (an int) for its place in --help, so adding a command touches no shared file.
@@ -72,6 +73,13 @@ def _on_sigterm() -> object:
         return None
 
 
+def entry() -> int:
+    """The ``toolkit`` program (console script, ``python -m toolkit``): :func:`main` in a process
+    set up for bulk work (:mod:`toolkit.runtime`) before numpy and pyarrow load."""
+    tune_process()
+    return main()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     previous = _on_sigterm()
     try:
@@ -88,6 +96,7 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help(sys.stderr)
         return 2
     redactor = setup_logging(verbosity=-1 if args.quiet else args.verbose)
+    freeze_imports()
     try:
         return int(args.func(args, redactor) or 0)
     except ToolkitError as exc:
