@@ -43,7 +43,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 import pytest
 
-from tests.benchmarks.harness import BenchRow, Measurement, measure
+from tests.benchmarks.harness import BenchRow, Measurement, measure, settle
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = int(os.environ.get("BENCH_LOADER_ROWS", "1000000"))
@@ -99,6 +99,7 @@ def make_exports(out: Path, rows: int) -> dict[str, Path]:
     big = pa.concat_tables(tables)
     pq.write_table(big, out / "big.parquet", compression="zstd")
     pcsv.write_csv(big, out / "big.csv")
+    settle()
     return {fmt: out / f"big.{fmt}" for fmt in FORMATS}
 
 

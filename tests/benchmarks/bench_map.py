@@ -39,7 +39,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.benchmarks.harness import add_rss_rows, peak_rss_tree, pool_workers, spread_of
+from tests.benchmarks.harness import add_rss_rows, peak_rss_tree, pool_workers, settle, spread_of
 
 N_EVENTS = int(os.environ.get("BENCH_MAP_EVENTS", "1000000"))
 SDK_EVENTS = int(os.environ.get("BENCH_MAP_SDK_EVENTS", "40000"))
@@ -243,6 +243,7 @@ def run_map_bench(tmp: Path, *, n_events: int = N_EVENTS, sdk_events: int = SDK_
 
     datafile = load_datafile(FIXTURES / "datafile.json")
     export = write_export(tmp / "export.jsonl", n_events)
+    settle()
     sdk_rows = _sdk_rows(export, datafile, min(sdk_events, n_events))
     tk_wall, tk_cpu, sdk_wall, sdk_cpu, phases = [], [], [], [], []
     for _ in range(repeat):  # interleaved, so both sides see the same machine load

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.harness import BenchRow
+from tests.benchmarks.harness import BenchRow, settle
 from tests.pipeline.conftest import write_run_toml
 from toolkit.sample import generate_sample
 from toolkit.sandbox import Sandbox
@@ -34,6 +34,7 @@ def _timed(cmd: list[str], *, cwd: Path, env: dict) -> tuple[float, subprocess.C
 def test_bench_pipeline(tmp_path, bench):
     sample = tmp_path / "sample"
     generate_sample(sample, events=N_EVENTS, seed=11)
+    settle()
     env = {**os.environ, "OPTIMIZELY_SDK_KEY": "SandboxSdkKey"}
     with Sandbox(tmp_path / "sandbox", datafile=sample / "datafile.json") as sb:
         toml = write_run_toml(tmp_path / "job", sb, export=str(sample / "export.jsonl"), run_id="bench")

@@ -42,7 +42,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.benchmarks.harness import add_rss_rows, peak_rss_tree, spread_of
+from tests.benchmarks.harness import add_rss_rows, peak_rss_tree, settle, spread_of
 from tests.delivery.sink import Sink
 
 N_EVENTS = int(os.environ.get("BENCH_REPLAY_EVENTS", "1000000"))  # rows of the generated export
@@ -209,6 +209,7 @@ def run_replay_bench(work_dir: Path, *, events: int = N_EVENTS, sdk_events: int 
                                 bot_filtering=datafile.bot_filtering))
     conv = mapped.events[mapped.events["kind"] == "conversion"].head(sdk_events)
     del mapped
+    settle()
 
     toolkit_runs, sdk_runs, ceiling_runs = [], [], []
     sent = delivered = sent_requests = sent_bytes = 0
