@@ -19,11 +19,11 @@ _LINES = st.sampled_from([
 ])
 
 
-def _spans_match_parts(tmp_path, data: bytes, chunk_rows: int, block_bytes: int) -> None:
+def _spans_match_parts(tmp_path, data: bytes, chunk_rows: int, block_bytes: int, mapped: bool) -> None:
     path = tmp_path / "export.jsonl"
     path.write_bytes(data)
     parts = list(iter_jsonl_parts(path, False, chunk_rows, KEYS))
-    spans = list(iter_jsonl_spans(path, chunk_rows, KEYS, block_bytes=block_bytes))
+    spans = list(iter_jsonl_spans(path, chunk_rows, KEYS, block_bytes=block_bytes, mapped=mapped))
     assert [(s.first_line, s.rows_in) for s in spans] == [(p.first_line, p.rows_in) for p in parts]
     assert [data[s.offset:s.offset + s.length] for s in spans] == [p.data for p in parts]
     assert all(p.cut is None for p in parts)
@@ -31,11 +31,20 @@ def _spans_match_parts(tmp_path, data: bytes, chunk_rows: int, block_bytes: int)
 
 @settings(max_examples=300, deadline=None)
 @given(lines=st.lists(_LINES, max_size=30), crlf=st.booleans(), final_newline=st.booleans(),
-       chunk_rows=st.integers(1, 7), block_bytes=st.sampled_from([1, 7, 64, 1 << 20]))
-def test_spans_are_the_line_reader_parts(tmp_path_factory, lines, crlf, final_newline, chunk_rows, block_bytes):
+       chunk_rows=st.integers(1, 7), block_bytes=st.sampled_from([1, 7, 64, 1 << 20]), mapped=st.booleans())
+def test_spans_are_the_line_reader_parts(tmp_path_factory, lines, crlf, final_newline, chunk_rows, block_bytes, mapped):
+    """Scanning a mapping of the file (windows at page-aligned offsets) or reading it in blocks."""
     sep = b"\r\n" if crlf else b"\n"
     data = sep.join(lines) + (sep if final_newline and lines else b"")
-    _spans_match_parts(tmp_path_factory.mktemp("span"), data, chunk_rows, block_bytes)
+    _spans_match_parts(tmp_path_factory.mktemp("span"), data, chunk_rows, block_bytes, mapped)
+
+
+def test_windows_cross_page_boundaries_and_grow_for_long_lines(tmp_path):
+    lines = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i * 37 % 9000)) for i in range(400)]  # some > a page
+    data = b"\n".join(lines) + b"\n\n   \n" + b'{"last":1}'
+    for block in (4096, 5000, 1 << 16):
+        for chunk_rows in (1, 3, 50):
+            _spans_match_parts(tmp_path, data, chunk_rows, block, mapped=True)
 
 
 def test_a_span_loads_as_the_part_and_travels_by_pickle(tmp_path):
