@@ -73,3 +73,17 @@ def test_a_file_that_shrinks_after_it_was_cut_is_one_clear_error(tmp_path):
     path.write_bytes(b'{"a":1}\n' * 3)
     with pytest.raises(ExportError, match="got shorter while it was read"):
         last.raw()
+
+
+def test_a_file_that_shrinks_while_it_is_cut_is_one_clear_error(tmp_path):
+    import pytest
+
+    from toolkit.errors import ExportError
+
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(b'{"a":1}\n' * 5000)  # 40 KB: ten 4 KB windows
+    spans = iter_jsonl_spans(path, 100, KEYS, block_bytes=4096, mapped=True)
+    next(spans)
+    path.write_bytes(b'{"a":1}\n' * 10)  # truncated in place, between two windows
+    with pytest.raises(ExportError, match="got shorter while it was cut"):
+        list(spans)

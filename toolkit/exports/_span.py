@@ -72,10 +72,18 @@ def _blank(buf: bytes | memoryview, starts: np.ndarray, ends: np.ndarray) -> np.
 def _mapped_windows(fh, size: int, window: int) -> Generator[tuple[memoryview, bool], int, None]:
     """The file from each offset on, ``window`` bytes at a time, as views of read-only mappings of
     the page cache (no copy; populated as mapped: faulting each page in as it was scanned cost
-    as much as the copy it saves). Send the bytes used; the next window starts after them."""
+    as much as the copy it saves). Send the bytes used; the next window starts after them.
+
+    A file that shrinks while it is cut is an ExportError at the next window (its size is checked
+    before each mapping: a page past the end of a mapped file cannot be read). One truncated in
+    place during the few milliseconds a window is scanned would end the process (SIGBUS), as with
+    any mapped file: the error tells to map a copy that is not being written."""
     pos = 0
     flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
     while True:
+        if os.fstat(fh.fileno()).st_size < size:
+            raise ExportError(f"{fh.name}: the file got shorter while it was cut (at byte {pos}); "
+                              "map a copy that is not being written")
         base = pos - pos % mmap.ALLOCATIONGRANULARITY
         length = min(size - base, pos - base + window)
         mm = mmap.mmap(fh.fileno(), length, flags=flags, prot=mmap.PROT_READ, offset=base)
