@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 GC_THRESHOLD = 100_000  # new containers between young collections (Python's default: 700)
 MMAP_BYTES = 64 << 20  # glibc: blocks smaller than this come from the heap (default: 128 KB, adaptive to 32 MB)
 TRIM_BYTES = 256 << 20  # glibc: free memory kept at the top of the heap for reuse (default: 128 KB, adaptive)
-_ENV = {"OPENBLAS_NUM_THREADS": "1", "MIMALLOC_PURGE_DELAY": "1000"}
+# variable -> (value, the module whose native library reads it when it loads)
+_ENV = {"OPENBLAS_NUM_THREADS": ("1", "numpy"), "MIMALLOC_PURGE_DELAY": ("1000", "pyarrow")}
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _done = False
 
@@ -52,17 +53,11 @@ def tune_process() -> None:
     if _done:
         return
     _done = True
-    for name, value in _ENV.items():
-        if name not in os.environ and not _loaded(name):
+    for name, (value, reader) in _ENV.items():
+        if name not in os.environ and reader not in sys.modules:  # loaded already: too late to set it
             os.environ[name] = value
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     _glibc_malloc()
-
-
-def _loaded(name: str) -> bool:
-    """Whether the library that reads ``name`` is loaded already (too late to set it)."""
-    module = "numpy" if name.startswith("OPENBLAS") else "pyarrow"
-    return module in sys.modules
 
 
 def _glibc_malloc() -> None:

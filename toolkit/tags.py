@@ -9,7 +9,7 @@ units, value as a number, currency as the normalized code). Tags are sorted-key 
 :func:`conversion_tags` does this for a column of properties JSON texts, parsing each text once
 (orjson); a text with no sign of a list, an object or a null in it (the common case) takes a short
 path that only removes the money names. :func:`conversion_tags_column` first sets aside, with Arrow
-kernels, the rows whose tags are their properties text as it is (texts written by the loader:
+kernels (RE2), the rows whose tags are their properties text as it is (texts written by the loader:
 orjson, sorted keys), and runs the row loop on the others only.
 """
 
@@ -146,7 +146,7 @@ def conversion_tags_column(texts: pa.Array, revenues: Sequence[int | None], valu
     """:func:`conversion_tags` for Arrow columns of texts and currencies (aligned with the lists of
     revenues and values). With ``canonical`` (every text is ``orjson.dumps(object,
     option=OPT_SORT_KEYS)``, what the loader writes), a row whose tags are its properties as they
-    are keeps its text, found by Arrow's substring kernels with no Python per row: a flat object
+    are keeps its text, found by Arrow's regular-expression kernel with no Python per row: a flat object
     with no ``revenue`` or ``value`` name and no revenue or value to add, whose ``currency`` is the
     currency tag already (or which has neither). Add-to-cart, checkout and form events are mostly
     such rows. The others go through :func:`conversion_tags`; the result is the same text."""

@@ -72,15 +72,16 @@ class _Http(asyncio.BufferedProtocol):
         head = bytes(self.head[:at])
         self.head = bytearray()
         self.left, self.close_after = 0, False
-        for line in head.split(b"\r\n")[1:]:
+        request_line, *header_lines = head.split(b"\r\n")
+        for line in header_lines:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
             if name == b"content-length":
                 self.left = int(value)
             elif name == b"connection" and value.strip().lower() == b"close":
                 self.close_after = True
-        method, _, rest_of_line = head.partition(b"\r\n")[0].partition(b" ")
-        path = rest_of_line.partition(b" ")[0].decode("latin-1")
+        method, _, target = request_line.partition(b" ")
+        path = target.partition(b" ")[0].decode("latin-1")
         if method == b"GET" and path == "/stats":
             data = json.dumps(self.stats).encode()
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "  # type: ignore[union-attr]

@@ -6,8 +6,8 @@ object, joining each part's lines and writing them to a spool file for a worker 
 1M rows (430 MB) in that process, on the critical path of a replay. Here the file is scanned in
 16 MB windows of a read-only mapping (reading it into a buffer copied every byte out of the page
 cache: 0.22-0.27 -> 0.17 CPU-s per 430 MB, measured), newlines are found with numpy, and a part is
-only a byte range of the file (:class:`JsonlSpan`); the worker reads its own bytes. Chunks, line numbers and rows are exactly
-those of :func:`toolkit.exports._jsonl.iter_jsonl_parts` (tested against it): a row is a line that
+only a byte range of the file (:class:`JsonlSpan`); the worker reads its own bytes. Chunks, line
+numbers and rows are exactly those of :func:`toolkit.exports._jsonl.iter_jsonl_parts` (tested against it): a row is a line that
 is not blank (all whitespace), a chunk ends right after its ``chunk_rows``-th row.
 
 Gzip files are not cut here (a byte range of a compressed stream is not its lines).
